@@ -1,0 +1,1 @@
+"""mgdm: measurement-guided diffusion models for medical image synthesis."""

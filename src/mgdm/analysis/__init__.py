@@ -1,0 +1,1 @@
+"""Distribution analysis of the synthetic sets, and the paper's tables and figures."""

@@ -1,0 +1,65 @@
+"""Stages `train_reference_net` and `train_classifier`: a zoo network on real (+ synthetic) images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mgdm.classifiers.train import predict_proba, train_classifier
+from mgdm.classifiers.zoo import NETWORKS, create_network
+from mgdm.config import ClassifierTraining
+from mgdm.data.splits import Dataset, DataError, to_model_range
+from mgdm.files import load_model_config, load_weights, save_model
+from mgdm.metrics.grading import grading_metrics
+
+
+def load_synthetic(path: str | Path, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Return (uint8 NHWC images, labels) of a synthetic set, checked against the real dataset."""
+    try:
+        with np.load(path) as f:
+            images, labels = f["images"], f["labels"]
+    except FileNotFoundError:
+        raise DataError(f"{path}: synthetic set not found (run the sample stage)") from None
+    except KeyError as err:
+        raise DataError(f"{path}: key {err} missing; expected 'images' and 'labels'") from None
+    real = dataset.numpy("train")[0]
+    if images.dtype != np.uint8 or images.shape[1:] != real.shape[1:]:
+        raise DataError(f"{path}: images {images.shape} {images.dtype} do not match the dataset's "
+                        f"{real.shape[1:]} uint8")
+    if labels.min() < 0 or labels.max() >= dataset.num_classes:
+        raise DataError(f"{path}: labels outside 0..{dataset.num_classes - 1}")
+    return images, labels.astype(np.int64)
+
+
+def run(dataset: Dataset, network: str, cfg: ClassifierTraining, seed: int, synthetic: str | Path | None = None,
+        model_path: str | Path | None = None, device: str = "cpu", progress: bool = True,
+        weights: str | None = None) -> dict:
+    """Train on real (+ a synthetic set), select on val, score on test; return metrics and history.
+
+    With `model_path`, the selected model is written there (the reference net).
+    """
+    images, labels = dataset.numpy("train")
+    n_synth = 0
+    if synthetic is not None:
+        s_images, s_labels = load_synthetic(synthetic, dataset)
+        images, labels, n_synth = np.concatenate([images, s_images]), np.concatenate([labels, s_labels]), len(s_labels)
+    train = (to_model_range(images), torch.from_numpy(labels))
+    model, info = train_classifier(network, train, dataset.tensors("val"), dataset.num_classes, cfg, seed, device,
+                                   progress, weights)
+    test_images, test_labels = dataset.tensors("test")
+    metrics = grading_metrics(test_labels.numpy(), predict_proba(model, test_images, device=device), dataset.ordinal)
+    metrics.update(best_epoch=info["best_epoch"], train_s=info["train_s"], n_real=len(labels) - n_synth,
+                   n_synthetic=n_synth)
+    if model_path is not None:
+        save_model(model_path, model, {"kind": "classifier", "network": network, "num_classes": dataset.num_classes,
+                                       "in_chans": dataset.channels, "image_size": dataset.image_size})
+    adaptation = NETWORKS[network].adaptation(dataset.image_size)
+    return {"metrics": metrics, "history": info["history"], "params": {"adaptation": adaptation}}
+
+
+def load_classifier(path: str | Path, device: str = "cpu"):
+    c = load_model_config(path)
+    model = create_network(c["network"], c["num_classes"], c["in_chans"], c["image_size"])
+    return load_weights(path, model).to(device).eval().requires_grad_(False)

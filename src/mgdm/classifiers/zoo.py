@@ -1,0 +1,86 @@
+"""Ten classic timm networks, each with a recorded way of meeting small (28 px) images.
+
+timm's ImageNet networks shrink their input 32x, so at 28 px the last feature map is 1x1 and some
+refuse the size. Each network therefore either gets the MedMNIST v2 stem (3x3 stride-1 first conv,
+no max-pool) or has its inputs resized up to a minimum side, or both; the choice is part of the
+results tables. Weights start from scratch; a local weights file is an option, never a requirement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    timm_name: str
+    adapt_stem: bool = False  # 3x3 stride-1 stem and no max-pool (ResNets, as MedMNIST v2)
+    min_size: int = 0  # smaller inputs are resized (bilinear) up to this side
+    kwargs: dict = field(default_factory=dict)
+
+    def adaptation(self, image_size: int) -> str:
+        parts = ["3x3 stem, no max-pool"] if self.adapt_stem else []
+        if image_size < self.min_size:
+            parts.append(f"resize to {self.min_size} px")
+        return ", ".join(parts) or "as-is"
+
+
+NETWORKS = {
+    "resnet18": NetworkSpec("resnet18", adapt_stem=True),
+    "resnet50": NetworkSpec("resnet50", adapt_stem=True),
+    "densenet121": NetworkSpec("densenet121", min_size=32),
+    "vgg16_bn": NetworkSpec("vgg16_bn", min_size=32),
+    "mobilenetv2_100": NetworkSpec("mobilenetv2_100", min_size=64),
+    "efficientnet_b0": NetworkSpec("efficientnet_b0", min_size=64),
+    "convnext_atto": NetworkSpec("convnext_atto", min_size=32),
+    "regnetx_002": NetworkSpec("regnetx_002", min_size=64),
+    "inception_v3": NetworkSpec("inception_v3", min_size=75),
+    "vit_tiny_patch16_224": NetworkSpec("vit_tiny_patch16_224", min_size=32, kwargs={"patch_size": 4}),
+}
+
+
+class SmallImageNet(nn.Module):
+    """A timm network behind an optional resize; `features` gives the pre-logit embedding."""
+
+    def __init__(self, net: nn.Module, in_chans: int, input_size: int | None):
+        super().__init__()
+        self.net, self.in_chans, self.input_size = net, in_chans, input_size
+
+    def _prepare(self, x):
+        if self.input_size and x.shape[-1] != self.input_size:
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        return x
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_head(self.net.forward_features(self._prepare(x)), pre_logits=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self._prepare(x))
+
+
+def create_network(name: str, num_classes: int, in_chans: int, image_size: int,
+                   weights: str | None = None) -> SmallImageNet:
+    """Return network `name` for images of side `image_size`, from scratch or from a local weights file."""
+    import timm
+
+    if name not in NETWORKS:
+        raise ValueError(f"unknown network {name!r}; choose from {', '.join(NETWORKS)}")
+    spec = NETWORKS[name]
+    size = max(image_size, spec.min_size)
+    kwargs = dict(spec.kwargs)
+    if name.startswith("vit"):
+        kwargs["img_size"] = size
+    net = timm.create_model(spec.timm_name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    if spec.adapt_stem:
+        net.conv1 = nn.Conv2d(in_chans, net.conv1.out_channels, 3, 1, 1, bias=False)
+        net.maxpool = nn.Identity()
+    if weights:
+        from safetensors.torch import load_file
+
+        state = {k: v for k, v in load_file(weights).items() if not k.startswith(net.default_cfg.get("classifier", "fc"))}
+        net.load_state_dict(state, strict=False)
+    return SmallImageNet(net, in_chans, size if size != image_size else None)

@@ -1,0 +1,226 @@
+"""`mgdm <stage>`: the one way every stage runs, for Snakemake, DVC and people alike.
+
+The CLI parses, loads and validates params.yaml, resolves paths from the stage table, calls the
+stage's `run` function with plain arguments, writes the stage's metrics JSON (with its wall clock)
+and logs the run to MLflow. On failure it prints what went wrong, removes the job's outputs and
+exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from mgdm.config import Config, ConfigError, load
+from mgdm.pipeline import STAGES, Plan
+
+
+def _dataset(config: Config, plan: Plan, name: str):
+    from mgdm.data.splits import Dataset
+
+    return Dataset(plan.paths("preprocess", dataset=name)["dataset.npz"])
+
+
+def stage_preprocess(config, plan, a):
+    from mgdm.data.preprocess import run
+
+    out = plan.paths("preprocess", dataset=a.dataset)
+    data_dir = config.params.data_dir or os.environ.get("MGDM_DATA_DIR")
+    return run(a.dataset, config.dataset(a.dataset), data_dir, Path(out["dataset.npz"]).parent), [out["preview.png"]]
+
+
+def stage_train_ddpm(config, plan, a):
+    from mgdm.diffusion.train import run
+
+    out = plan.paths("train_ddpm", dataset=a.dataset)
+    return run(_dataset(config, plan, a.dataset), config.profile.ddpm, out["model.safetensors"], a.seed,
+               config.profile.device, a.progress), []
+
+
+def stage_train_guidance_net(config, plan, a):
+    from mgdm.guidance.train import run
+
+    out = plan.paths("train_guidance_net", dataset=a.dataset)
+    p = config.profile
+    return run(_dataset(config, plan, a.dataset), p.guidance_net, p.ddpm, out["model.safetensors"], a.seed,
+               p.device, a.progress), []
+
+
+def stage_train_reference_net(config, plan, a):
+    from mgdm.classifiers.stage import run
+
+    out = plan.paths("train_reference_net", dataset=a.dataset)
+    cfg = config.profile.reference_net
+    return run(_dataset(config, plan, a.dataset), cfg.network, cfg, cfg.seed, model_path=out["model.safetensors"],
+               device=config.profile.device, progress=a.progress), []
+
+
+def stage_sample(config, plan, a):
+    from mgdm.sampling.stage import run
+
+    dataset = _dataset(config, plan, a.dataset)
+    out = plan.paths("sample", dataset=a.dataset, set=a.set)
+    import numpy as np
+
+    counts = np.bincount(dataset.numpy("train")[1], minlength=dataset.num_classes).tolist()
+    ddpm = plan.paths("train_ddpm", dataset=a.dataset)["model.safetensors"]
+    guidance = plan.paths("train_guidance_net", dataset=a.dataset)["model.safetensors"]
+    result = run(ddpm, guidance, a.set, config.profile.sampling, counts, out[f"{a.set}.npz"], out[f"{a.set}.png"],
+                 config.profile.device, a.progress)
+    return result, [out[f"{a.set}.png"]]
+
+
+def stage_fidelity(config, plan, a):
+    from mgdm.metrics.fidelity import run
+
+    samples = plan.paths("sample", dataset=a.dataset, set=a.set)[f"{a.set}.npz"]
+    reference = plan.paths("train_reference_net", dataset=a.dataset)["model.safetensors"]
+    return run(_dataset(config, plan, a.dataset), samples, reference, config.profile.fidelity), []
+
+
+def stage_train_baseline(config, plan, a):
+    from mgdm.classifiers.stage import run
+
+    return run(_dataset(config, plan, a.dataset), a.network, config.profile.downstream, a.seed,
+               device=config.profile.device, progress=a.progress), []
+
+
+def stage_train_classifier(config, plan, a):
+    from mgdm.classifiers.stage import run
+
+    samples = plan.paths("sample", dataset=a.dataset, set=a.set)[f"{a.set}.npz"]
+    return run(_dataset(config, plan, a.dataset), a.network, config.profile.downstream, a.seed, samples,
+               device=config.profile.device, progress=a.progress), []
+
+
+def stage_analyze(config, plan, a):
+    from mgdm.analysis.distribution import run
+
+    out = plan.paths("analyze", dataset=a.dataset)
+    sets = {s: plan.paths("sample", dataset=a.dataset, set=s)[f"{s}.npz"] for s in config.sample_sets()}
+    figures = {k: out[f"{a.dataset}_{k}.png"] for k in ("entropy", "embedding", "samples")}
+    reference = plan.paths("train_reference_net", dataset=a.dataset)["model.safetensors"]
+    result = run(_dataset(config, plan, a.dataset), reference, sets, config.profile.analysis, figures, a.seed)
+    return result, list(figures.values())
+
+
+def stage_report(config, plan, a):
+    from mgdm.analysis.tables import run
+
+    out = plan.paths("report")
+    p = config.profile
+    figures = {k: out[f"{k}.png"] for k in ("downstream", "fidelity_vs_downstream")}
+    sizes = {d: config.dataset(d).image_size for d in p.datasets}
+    result = run(p.name, list(p.datasets), config.sample_sets(), list(p.downstream.networks),
+                 list(p.downstream.seeds), sizes, plan.metrics_path, Path(out["downstream.md"]).parent, figures)
+    return result, list(figures.values()) + [v for k, v in out.items() if k.endswith(".md")]
+
+
+HANDLERS = {name: globals()[f"stage_{name}"] for name in STAGES}
+WILDCARD_ARGS = {"dataset": str, "set": str, "network": str, "seed": int}
+
+
+def run_stage(stage: str, a: argparse.Namespace) -> int:
+    from mgdm.data.splits import DataError
+    from mgdm.files import write_json
+
+    config = load(a.params, a.profile)
+    plan = Plan(config, a.params)
+    wildcards = {k: getattr(a, k) for k in STAGES[stage].matrix}
+    for k, v in wildcards.items():
+        if str(v) not in plan.values[k]:
+            raise ConfigError(f"{a.params} (profile {plan.profile!r}): {k} {v!r} is not in this profile's "
+                              f"{k}s {plan.values[k]}")
+    outputs = [p.format(**wildcards) for p in plan.outputs(stage)]
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    start = time.time()
+    try:
+        result, artifacts = HANDLERS[stage](config, plan, a)
+        summary = {**result.get("metrics", {}), **{k: v for k, v in result.items()
+                                                    if k not in ("metrics", "history", "params")}}
+        summary["wall_s"] = time.time() - start
+        metrics_path = plan.metrics_path(stage, **wildcards)
+        write_json(metrics_path, summary)
+    except BaseException as err:
+        for p in outputs:  # a failed job leaves nothing that looks finished
+            Path(p).unlink(missing_ok=True)
+        if isinstance(err, (ConfigError, DataError, FileNotFoundError)):
+            print(f"mgdm {stage}: error: {err}", file=sys.stderr)
+            return 2
+        raise
+    if not a.no_mlflow:
+        from mgdm.tracking import DEFAULT_URI, git_commit, log_stage
+
+        uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
+        tags = {"stage": stage, "profile": plan.profile, "git_commit": git_commit(),
+                **{k: str(v) for k, v in wildcards.items()}}
+        if "set" in wildcards:
+            tags["guidance"] = wildcards["set"].split("-s")[0]
+        params = {**result.get("params", {}), **{k: config.profile.model_dump()[k] for k in STAGES[stage].params}}
+        name = "/".join([stage, *map(str, wildcards.values())])
+        log_stage(uri, f"mgdm-{plan.profile}", name, tags, params, summary, result.get("history"),
+                  [metrics_path, *artifacts])
+    print(f"mgdm {stage}: done in {summary['wall_s']:.1f} s -> {metrics_path}")
+    return 0
+
+
+def dvc_yaml(a) -> int:
+    import yaml
+
+    plan = Plan(load(a.params, a.profile), a.params)
+    text = ("# Written by `mgdm dvc-yaml --profile " + plan.profile + "` from the stage table in "
+            "src/mgdm/pipeline.py; do not edit by hand.\n" + yaml.safe_dump(plan.dvc_yaml(), sort_keys=False, width=120))
+    if a.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(a.output).write_text(text)
+    return 0
+
+
+def show_plan(a) -> int:
+    from mgdm.estimate import estimate
+
+    plan = Plan(load(a.params, a.profile), a.params)
+    print(estimate(plan))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mgdm", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, stage in STAGES.items():
+        p = sub.add_parser(name.replace("_", "-"), help=f"run stage {name}")
+        p.set_defaults(stage=name)
+        for w in stage.matrix:
+            p.add_argument(f"--{w}", type=WILDCARD_ARGS[w], required=True)
+        if "seed" not in stage.matrix:
+            p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+        p.add_argument("--no-progress", dest="progress", action="store_false")
+        p.add_argument("--no-mlflow", action="store_true", help="skip MLflow logging")
+    d = sub.add_parser("dvc-yaml", help="write dvc.yaml for a profile from the stage table")
+    d.add_argument("-o", "--output", default="dvc.yaml")
+    d.set_defaults(func=dvc_yaml)
+    pl = sub.add_parser("plan", help="print the jobs of a profile and their estimated wall clock")
+    pl.set_defaults(func=show_plan)
+    for p in sub.choices.values():
+        p.add_argument("--params", default="params.yaml")
+        p.add_argument("--profile", default=None, help="profile in params.yaml (default: its `profile` key)")
+    a = parser.parse_args(argv)
+    try:
+        if hasattr(a, "func"):
+            return a.func(a)
+        return run_stage(a.stage, a)
+    except ConfigError as err:
+        print(f"mgdm: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

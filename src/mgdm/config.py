@@ -1,0 +1,271 @@
+"""The one configuration: params.yaml, validated.
+
+params.yaml holds `defaults` (a complete profile) and `profiles` (named overrides of it). A profile
+is resolved by deep-merging its overrides onto the defaults and validating the result, so every
+stage sees the same, checked values. Nothing else in the package reads params.yaml.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+GUIDANCES = ("none", "classifier", "cfg", "entropy", "margin", "leastconf", "mgdm")
+UNCERTAINTY_MEASURES = ("entropy", "margin", "leastconf")
+# Kept here (not imported from classifiers.zoo) so that loading the config never imports torch.
+NETWORKS = (
+    "resnet18", "resnet50", "densenet121", "vgg16_bn", "mobilenetv2_100",
+    "efficientnet_b0", "convnext_atto", "regnetx_002", "inception_v3", "vit_tiny_patch16_224",
+)
+
+
+class ConfigError(ValueError):
+    """A params file that cannot be used; the message names the file and the field."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(Strict):
+    source: Literal["medmnist", "imagefolder", "procedural"]
+    image_size: int = Field(gt=0, description="side in pixels the stages work at")
+    ordinal: bool = Field(False, description="labels are grades: report quadratic weighted kappa")
+    # medmnist: a file name under the data folder, its md5 (checked when given) and where to fetch it.
+    file: str | None = None
+    md5: str | None = None
+    url: str | None = None
+    # imagefolder: a folder with one sub-folder of images per class (sub-folder names are labels).
+    path: str | None = None
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    test_fraction: float = Field(0.2, ge=0, lt=1)
+    # procedural: a small generated set for smoke runs.
+    num_classes: int = Field(3, ge=2)
+    channels: Literal[1, 3] = 1
+    n_train: int = Field(240, gt=0)
+    n_val: int = Field(60, gt=0)
+    n_test: int = Field(90, gt=0)
+
+    @model_validator(mode="after")
+    def _source_fields(self):
+        if self.source == "medmnist" and not self.file:
+            raise ValueError("source 'medmnist' needs 'file' (e.g. retinamnist.npz)")
+        if self.source == "imagefolder" and not self.path:
+            raise ValueError("source 'imagefolder' needs 'path' (a folder of class sub-folders)")
+        return self
+
+
+class DDPMConfig(Strict):
+    channels: list[int] = Field(min_length=2, description="UNet block widths; one 2x downsample between each")
+    layers_per_block: int = Field(ge=1)
+    attention: bool = Field(description="self-attention at the lowest resolution")
+    schedule: Literal["linear", "cosine"] = "linear"
+    train_timesteps: int = Field(1000, ge=10)
+    steps: int = Field(gt=0, description="optimizer steps")
+    batch_size: int = Field(gt=0)
+    lr: float = Field(gt=0)
+    ema_decay: float = Field(ge=0, lt=1)
+    label_dropout: float = Field(ge=0, lt=1, description="per-sample probability of the null class (CFG)")
+    class_balanced: bool = False
+    checkpoint_every: int = Field(gt=0)
+
+
+class GuidanceNetConfig(Strict):
+    width: int = Field(gt=0)
+    steps: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    lr: float = Field(gt=0)
+    class_balanced: bool = False
+    checkpoint_every: int = Field(gt=0)
+
+
+class ClassifierTraining(Strict):
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    hflip: bool = Field(False, description="random horizontal flips (off for chest X-rays)")
+
+
+class ReferenceNetConfig(ClassifierTraining):
+    network: str = "resnet18"
+    seed: int = 0
+
+    @field_validator("network")
+    @classmethod
+    def _known(cls, v):
+        if v not in NETWORKS:
+            raise ValueError(f"unknown network {v!r}; choose from {', '.join(NETWORKS)}")
+        return v
+
+
+class MGDMConfig(Strict):
+    stage1: Literal["none", "classifier", "cfg"] = "cfg"
+    stage1_scale: float = Field(1.0, ge=0)
+    measure: Literal["entropy", "margin", "leastconf"] = "entropy"
+
+
+class SamplingConfig(Strict):
+    ddim_steps: int = Field(gt=0)
+    eta: float = Field(0.0, ge=0, le=1)
+    class_counts: Literal["balanced", "train"] = Field(
+        "balanced", description="balanced: per_class of each class; train: the training split's proportions")
+    per_class: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    scales: dict[str, list[float]] = Field(description="guidance -> scale grid; 0 means no guidance")
+    mgdm: MGDMConfig = MGDMConfig()
+    seed: int = 0
+
+    @field_validator("scales")
+    @classmethod
+    def _scales(cls, v):
+        for name, grid in v.items():
+            if name not in GUIDANCES:
+                raise ValueError(f"unknown guidance {name!r}; choose from {', '.join(GUIDANCES)}")
+            if not grid or any(s < 0 for s in grid):
+                raise ValueError(f"guidance {name!r}: scales must be a non-empty list of numbers >= 0")
+            if len(set(grid)) != len(grid):
+                raise ValueError(f"guidance {name!r}: repeated scale in {grid}")
+        return v
+
+
+class DownstreamConfig(ClassifierTraining):
+    networks: list[str] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1)
+
+    @field_validator("networks")
+    @classmethod
+    def _known(cls, v):
+        bad = [n for n in v if n not in NETWORKS]
+        if bad:
+            raise ValueError(f"unknown network(s) {bad}; choose from {', '.join(NETWORKS)}")
+        return v
+
+
+class FidelityConfig(Strict):
+    feature_extractors: list[Literal["domain", "inception"]] = Field(min_length=1)
+    inception_weights: str | None = Field(
+        None, description="local torch-fidelity Inception weights (pt-inception-2015-12-05); needed for 'inception'")
+    kid_subset_size: int = Field(gt=1)
+    batch_size: int = Field(64, gt=0)
+
+    @model_validator(mode="after")
+    def _weights(self):
+        if "inception" in self.feature_extractors and not self.inception_weights:
+            raise ValueError("feature extractor 'inception' needs 'inception_weights' (a local path; "
+                             "nothing is downloaded)")
+        return self
+
+
+class AnalysisConfig(Strict):
+    embedding: Literal["pca", "tsne"] = "pca"
+    knn_k: int = Field(5, gt=0)
+
+
+class Profile(Strict):
+    name: str
+    datasets: list[str] = Field(min_length=1)
+    device: str = "cpu"
+    ddpm: DDPMConfig
+    guidance_net: GuidanceNetConfig
+    reference_net: ReferenceNetConfig
+    sampling: SamplingConfig
+    downstream: DownstreamConfig
+    fidelity: FidelityConfig
+    analysis: AnalysisConfig = AnalysisConfig()
+
+
+class Params(Strict):
+    profile: str
+    data_dir: str | None = None
+    datasets: dict[str, DatasetSpec]
+    defaults: dict
+    profiles: dict[str, dict]
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Return `base` with `override` merged in (dicts recursively, everything else replaced)."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _format(err: ValidationError, where: str) -> str:
+    lines = [f"{where}: invalid configuration"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {loc}: {e['msg']}")
+    return "\n".join(lines)
+
+
+class Config:
+    """A validated params file resolved to one profile."""
+
+    def __init__(self, params: Params, profile: Profile, source: str):
+        self.params, self.profile, self.source = params, profile, source
+
+    def dataset(self, name: str) -> DatasetSpec:
+        if name not in self.params.datasets:
+            raise ConfigError(f"{self.source}: unknown dataset {name!r}; defined: {', '.join(self.params.datasets)}")
+        return self.params.datasets[name]
+
+    def sample_sets(self) -> list[str]:
+        """Return the synthetic set names of this profile, e.g. ['none', 'entropy-s2']."""
+        return [set_name(g, s) for g, grid in self.profile.sampling.scales.items() for s in grid]
+
+
+def set_name(guidance: str, scale: float) -> str:
+    return "none" if guidance == "none" else f"{guidance}-s{scale:g}"
+
+
+def parse_set_name(name: str) -> tuple[str, float]:
+    """Return (guidance, scale) of a synthetic set name made by `set_name`."""
+    if name == "none":
+        return "none", 0.0
+    guidance, _, scale = name.partition("-s")
+    if guidance not in GUIDANCES or not scale:
+        raise ConfigError(f"not a synthetic set name: {name!r} (expected e.g. 'entropy-s2')")
+    return guidance, float(scale)
+
+
+def resolve(raw: dict, profile: str | None = None, source: str = "params.yaml") -> Config:
+    """Return the validated Config for `profile` (default: the file's `profile` key)."""
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format(err, source)) from None
+    name = profile or params.profile
+    if name not in params.profiles:
+        raise ConfigError(f"{source}: unknown profile {name!r}; defined: {', '.join(params.profiles)}")
+    merged = deep_merge(params.defaults, params.profiles[name])
+    merged["name"] = name
+    try:
+        prof = Profile.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(_format(err, f"{source} (profile {name!r})")) from None
+    missing = [d for d in prof.datasets if d not in params.datasets]
+    if missing:
+        raise ConfigError(f"{source} (profile {name!r}): datasets {missing} are not defined under 'datasets'")
+    return Config(params, prof, source)
+
+
+def load(path: str | Path = "params.yaml", profile: str | None = None) -> Config:
+    """Return the validated Config read from `path`."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return resolve(raw, profile, str(path))

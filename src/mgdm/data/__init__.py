@@ -1,0 +1,1 @@
+"""Loading, checking and preparing labelled image sets (MedMNIST .npz, image folders, generated)."""

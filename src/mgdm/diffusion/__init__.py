@@ -1,0 +1,1 @@
+"""The class-conditional DDPM: diffusers UNet factory, noise schedules, training."""

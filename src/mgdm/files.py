@@ -1,0 +1,142 @@
+"""Atomic file writing and safetensors checkpoints.
+
+Every output is written to a temporary name beside its target and renamed, so a killed job never
+leaves a half file that a workflow manager would take for a finished one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+
+@contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: str | Path, obj) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found (has its stage run?)") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
+def write_npz(path: str | Path, **arrays) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+
+def save_model(path: str | Path, model: torch.nn.Module, config: dict) -> None:
+    """Write `model`'s weights as safetensors and `config` as JSON beside it (same stem)."""
+    path = Path(path)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
+    write_json(path.with_suffix(".json"), config)
+
+
+def load_model_config(path: str | Path) -> dict:
+    return read_json(Path(path).with_suffix(".json"))
+
+
+def load_weights(path: str | Path, model: torch.nn.Module) -> torch.nn.Module:
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: checkpoint not found (has its training stage run?)") from None
+    return model
+
+
+def save_training_state(path: str | Path, step: int, modules: dict[str, torch.nn.Module],
+                        optimizer: torch.optim.Optimizer, meta: dict) -> None:
+    """Write everything needed to resume training at `step` (safetensors + JSON sidecar)."""
+    tensors = {f"{name}.{k}": v.detach().contiguous().cpu()
+               for name, m in modules.items() for k, v in m.state_dict().items()}
+    opt = optimizer.state_dict()
+    scalars = {}
+    for idx, state in opt["state"].items():
+        for k, v in state.items():
+            if torch.is_tensor(v):
+                tensors[f"optimizer.{idx}.{k}"] = v.contiguous().cpu()
+            else:
+                scalars[f"{idx}.{k}"] = v
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp))
+    write_json(path.with_suffix(".json"), {"step": step, "param_groups": opt["param_groups"],
+                                           "optimizer_scalars": scalars, **meta})
+
+
+def load_training_state(path: str | Path, modules: dict[str, torch.nn.Module],
+                        optimizer: torch.optim.Optimizer, meta: dict) -> int:
+    """Restore a state written by `save_training_state`; return its step (0 when there is none).
+
+    A state written under different settings (`meta` differs) is not resumed: it would silently
+    mix two runs.
+    """
+    path = Path(path)
+    if not path.exists() or not path.with_suffix(".json").exists():
+        return 0
+    info = read_json(path.with_suffix(".json"))
+    if any(info.get(k) != v for k, v in json.loads(json.dumps(meta)).items()):
+        print(f"{path}: written under other settings; starting afresh")
+        return 0
+    tensors = load_file(str(path))
+    for name, m in modules.items():
+        prefix = f"{name}."
+        m.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith("optimizer."):
+            _, idx, key = k.split(".", 2)
+            state.setdefault(int(idx), {})[key] = v
+    for k, v in info["optimizer_scalars"].items():
+        idx, key = k.split(".", 1)
+        state.setdefault(int(idx), {})[key] = v
+    optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+    return int(info["step"])
+
+
+def write_image_grid(path: str | Path, images: np.ndarray, labels: np.ndarray, per_class: int = 8,
+                     scale: int = 2) -> None:
+    """Write a PNG with one row per class of up to `per_class` uint8 NHWC images."""
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    rows = []
+    for c in np.unique(labels):
+        pick = images[labels == c][:per_class]
+        pad = np.zeros((per_class - len(pick), *images.shape[1:]), np.uint8)
+        rows.append(np.concatenate([pick, pad]))
+    grid = torch.from_numpy(np.concatenate(rows)).permute(0, 3, 1, 2)
+    grid = make_grid(grid, nrow=per_class, padding=1, pad_value=255).permute(1, 2, 0).numpy()
+    im = Image.fromarray(grid.squeeze(-1) if grid.shape[-1] == 1 else grid)
+    im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+    with atomic_path(path) as tmp:
+        im.save(tmp, format="PNG")

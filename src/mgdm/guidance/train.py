@@ -1,0 +1,80 @@
+"""Stage `train_guidance_net`: the noise-conditioned classifier on noised real images (uniform t)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from mgdm.config import DDPMConfig, GuidanceNetConfig
+from mgdm.data.splits import Dataset
+from mgdm.diffusion.unet import scheduler_config, train_scheduler
+from mgdm.files import load_model_config, load_training_state, load_weights, save_model, save_training_state
+from mgdm.guidance.noisy_classifier import NoisyClassifier
+from mgdm.training import batch_generator, draw_indices
+
+
+@torch.no_grad()
+def accuracy_by_noise(net, scheduler, images, labels, seed: int) -> dict:
+    """Return validation accuracy of `net` at five timesteps from 0 to T-1 (how far into the noise it sees)."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    last = scheduler.config.num_train_timesteps - 1
+    for t in (0, last // 4, last // 2, 3 * last // 4, last):
+        tt = torch.full((len(labels),), t, dtype=torch.long)
+        noise = torch.randn(images.shape, generator=g)
+        pred = net(scheduler.add_noise(images, noise, tt), tt).argmax(-1)
+        out[f"val_acc_t{t}"] = (pred == labels).float().mean().item()
+    return out
+
+
+def run(dataset: Dataset, cfg: GuidanceNetConfig, ddpm_cfg: DDPMConfig, out_path: str | Path, seed: int = 0,
+        device: str = "cpu", progress: bool = True) -> dict:
+    """Train and write the guidance net; return metrics (val accuracy per noise level) and history."""
+    out_path = Path(out_path)
+    resume_path = out_path.with_name("resume.safetensors")
+    images, labels = (t.to(device) for t in dataset.tensors("train"))
+    sched_cfg = scheduler_config(ddpm_cfg)
+    scheduler = train_scheduler(sched_cfg)
+    torch.manual_seed(seed)
+    net_cfg = {"in_channels": dataset.channels, "num_classes": dataset.num_classes, "width": cfg.width}
+    net = NoisyClassifier(**net_cfg).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    meta = {"config": cfg.model_dump(exclude={"steps", "checkpoint_every"}), "scheduler": sched_cfg, "seed": seed,
+            "dataset": dataset.name}
+    start = load_training_state(resume_path, {"net": net}, opt, meta)
+    history, window, t0 = {"loss": []}, [], time.time()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train_guidance_net",
+               disable=not progress)
+    for step in bar:
+        g = batch_generator(seed, step)
+        idx = draw_indices(labels.cpu(), cfg.batch_size, cfg.class_balanced, g).to(device)
+        x0, y = images[idx], labels[idx]
+        noise = torch.randn(x0.shape, generator=g).to(device)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(y),), generator=g).to(device)
+        loss = F.cross_entropy(net(scheduler.add_noise(x0, noise, t), t), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        window.append(loss.item())
+        if (step + 1) % 10 == 0 or step + 1 == cfg.steps:
+            history["loss"].append((step + 1, sum(window) / len(window)))
+            bar.set_postfix(loss=f"{history['loss'][-1][1]:.3f}")
+            window = []
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            save_training_state(resume_path, step + 1, {"net": net}, opt, meta)
+    net.eval()
+    val_images, val_labels = dataset.tensors("val")
+    metrics = accuracy_by_noise(net.cpu(), scheduler, val_images, val_labels, seed)
+    save_model(out_path, net, {"kind": "guidance_net", "net": net_cfg, "scheduler": sched_cfg, "dataset": dataset.name})
+    metrics.update(final_loss=history["loss"][-1][1] if history["loss"] else float("nan"),
+                   resumed_from=start, train_s=time.time() - t0)
+    return {"metrics": metrics, "history": history}
+
+
+def load_guidance_net(path: str | Path, device: str = "cpu") -> NoisyClassifier:
+    config = load_model_config(path)
+    return load_weights(path, NoisyClassifier(**config["net"])).to(device).eval().requires_grad_(False)

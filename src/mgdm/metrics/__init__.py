@@ -1,0 +1,1 @@
+"""Metrics: sample fidelity (torch-fidelity) and grading (scikit-learn)."""

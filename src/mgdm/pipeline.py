@@ -1,0 +1,179 @@
+"""The one table of stages, from which the Snakemake rules and dvc.yaml are both written.
+
+Each stage names its matrix (the wildcards it runs over), its command, what it reads and what it
+writes. Placeholders in a path that are not in the stage's matrix are expanded over all their
+values (a stage that gathers, like `analyze` over every synthetic set). Snakemake's rules take
+their inputs and outputs from here; `mgdm dvc-yaml` writes dvc.yaml from here; the CLI takes its
+output paths from here. So the two workflow managers and the code cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import string
+from dataclasses import dataclass, field
+
+from mgdm.config import Config
+
+TABLES = ("downstream", "fidelity", "distribution", "runtime")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    matrix: tuple[str, ...]
+    args: str  # CLI arguments after `mgdm <name>`, with {wildcards}
+    deps: tuple[str, ...]
+    outs: tuple[str, ...]
+    metrics: str | None = None  # a JSON of metrics (DVC `metrics:`, also logged to MLflow)
+    params: tuple[str, ...] = ()  # profile sections the stage reads (rerun when they change)
+    committed: tuple[str, ...] = field(default_factory=tuple)  # outs kept in git (DVC cache: false)
+    threads: int = 1
+
+
+D = "{root}/{dataset}"
+DATA = f"{D}/data/dataset.npz"
+DDPM = f"{D}/ddpm/model.safetensors"
+GUIDANCE_NET = f"{D}/guidance_net/model.safetensors"
+REFERENCE_NET = f"{D}/reference_net/model.safetensors"
+SAMPLES = f"{D}/samples/{{set}}.npz"
+FIGURES = "{root}/figures"
+
+STAGES = {s.name: s for s in [
+    Stage("preprocess", ("dataset",), "--dataset {dataset}", (),
+          (DATA, f"{D}/data/preview.png"), f"{D}/data/summary.json"),
+    Stage("train_ddpm", ("dataset",), "--dataset {dataset}", (DATA,),
+          (DDPM, f"{D}/ddpm/model.json"), f"{D}/ddpm/metrics.json", ("ddpm",), threads=2),
+    Stage("train_guidance_net", ("dataset",), "--dataset {dataset}", (DATA,),
+          (GUIDANCE_NET, f"{D}/guidance_net/model.json"), f"{D}/guidance_net/metrics.json", ("guidance_net", "ddpm")),
+    Stage("train_reference_net", ("dataset",), "--dataset {dataset}", (DATA,),
+          (REFERENCE_NET, f"{D}/reference_net/model.json"), f"{D}/reference_net/metrics.json", ("reference_net",)),
+    Stage("sample", ("dataset", "set"), "--dataset {dataset} --set {set}", (DATA, DDPM, GUIDANCE_NET),
+          (SAMPLES, f"{D}/samples/{{set}}.png"), f"{D}/samples/{{set}}.json", ("sampling",), threads=2),
+    Stage("fidelity", ("dataset", "set"), "--dataset {dataset} --set {set}", (DATA, SAMPLES, REFERENCE_NET),
+          (), f"{D}/fidelity/{{set}}.json", ("fidelity",)),
+    Stage("train_baseline", ("dataset", "network", "seed"), "--dataset {dataset} --network {network} --seed {seed}",
+          (DATA,), (), f"{D}/downstream/{{network}}/real/seed{{seed}}.json", ("downstream",)),
+    Stage("train_classifier", ("dataset", "network", "set", "seed"),
+          "--dataset {dataset} --network {network} --set {set} --seed {seed}", (DATA, SAMPLES),
+          (), f"{D}/downstream/{{network}}/{{set}}/seed{{seed}}.json", ("downstream",)),
+    Stage("analyze", ("dataset",), "--dataset {dataset}", (DATA, REFERENCE_NET, SAMPLES),
+          (f"{FIGURES}/{{dataset}}_entropy.png", f"{FIGURES}/{{dataset}}_embedding.png",
+           f"{FIGURES}/{{dataset}}_samples.png"), f"{D}/analysis/distribution.json", ("analysis",),
+          committed=("figures",)),
+    Stage("report", (), "",
+          (f"{D}/data/summary.json", f"{D}/ddpm/metrics.json", f"{D}/guidance_net/metrics.json",
+           f"{D}/reference_net/metrics.json", f"{D}/samples/{{set}}.json", f"{D}/fidelity/{{set}}.json",
+           f"{D}/downstream/{{network}}/real/seed{{seed}}.json", f"{D}/downstream/{{network}}/{{set}}/seed{{seed}}.json",
+           f"{D}/analysis/distribution.json"),
+          tuple(f"{{root}}/tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex"))
+          + (f"{FIGURES}/downstream.png", f"{FIGURES}/fidelity_vs_downstream.png"),
+          "{root}/tables/report.json", committed=("tables", "figures")),
+]}
+
+
+def fields(pattern: str) -> list[str]:
+    return [f for _, f, _, _ in string.Formatter().parse(pattern) if f]
+
+
+class Plan:
+    """The stage table resolved for one profile: wildcard values, paths, commands."""
+
+    def __init__(self, config: Config, params_file: str = "params.yaml"):
+        self.config, self.params_file = config, params_file
+        p = config.profile
+        self.profile = p.name
+        self.root = f"results/{p.name}"
+        self.values = {"dataset": list(p.datasets), "set": config.sample_sets(),
+                       "network": list(p.downstream.networks), "seed": [str(s) for s in p.downstream.seeds]}
+
+    def expand(self, pattern: str, keep: tuple[str, ...] = ()) -> list[str]:
+        """Return `pattern` with every field not in `keep` expanded over its values (keep stays `{field}`)."""
+        pattern = pattern.replace("{root}", self.root)
+        free = [f for f in dict.fromkeys(fields(pattern)) if f not in keep]
+        out = []
+        for combo in itertools.product(*(self.values[f] for f in free)):
+            out.append(pattern.format(**dict(zip(free, combo)), **{k: "{" + k + "}" for k in keep}))
+        return list(dict.fromkeys(out))
+
+    def deps(self, stage: str) -> list[str]:
+        s = STAGES[stage]
+        return [p for d in s.deps for p in self.expand(d, s.matrix)]
+
+    def outputs(self, stage: str) -> list[str]:
+        """Return every file the stage writes (outs, then its metrics JSON), with its wildcards left in."""
+        s = STAGES[stage]
+        return [p for o in (*s.outs, *([s.metrics] if s.metrics else [])) for p in self.expand(o, s.matrix)]
+
+    def paths(self, stage: str, **wildcards) -> dict[str, str]:
+        """Return {file name: path} of one job's outputs, keyed by their base name without extension.
+
+        Two outs with one base name (model.safetensors, model.json) are keyed by the full name too.
+        """
+        out = {}
+        for p in self.outputs(stage):
+            path = p.format(**wildcards)
+            name = path.rsplit("/", 1)[-1]
+            out[name] = path
+            out.setdefault(name.rsplit(".", 1)[0], path)
+        return out
+
+    def metrics_path(self, stage: str, **wildcards) -> str:
+        return STAGES[stage].metrics.replace("{root}", self.root).format(**wildcards)
+
+    def targets(self) -> list[str]:
+        """Return every file of every job: what `snakemake` (rule all) builds."""
+        return [p for s in STAGES for o in self.outputs(s) for p in self.expand(o)]
+
+    def command(self, stage: str, style: str = "format") -> str:
+        """Return the stage's shell command with wildcards as `{x}` (style "format") or DVC's `${item.x}`."""
+        s = STAGES[stage]
+        args = s.args
+        if style == "dvc":
+            args = re.sub(r"\{(\w+)\}", r"${item.\1}" if len(s.matrix) > 1 else r"${item}", args)
+        return f"mgdm {stage.replace('_', '-')} --params {self.params_file} --profile {self.profile} {args}".strip()
+
+    def settings(self, stage: str) -> str:
+        """The profile sections a stage reads, as JSON: Snakemake reruns a job when they change."""
+        p = self.config.profile.model_dump()
+        return json.dumps({k: p[k] for k in STAGES[stage].params}, sort_keys=True)
+
+    def wildcard_constraints(self) -> dict[str, str]:
+        return {k: "|".join(re.escape(v) for v in vals) for k, vals in self.values.items()}
+
+    def dvc_yaml(self) -> dict:
+        """Return dvc.yaml's content: the same stages, foreach/matrix over the same values."""
+        stages = {}
+        for name, s in STAGES.items():
+            sub = (lambda p: re.sub(r"\{(\w+)\}", r"${item.\1}" if len(s.matrix) > 1 else r"${item}", p))
+            entry: dict = {"cmd": self.command(name, style="dvc")}
+            if len(s.matrix) == 1:
+                entry = {"foreach": self.values[s.matrix[0]], "do": entry}
+            elif s.matrix:
+                entry = {"matrix": {k: self.values[k] for k in s.matrix}, **entry}
+            body = entry.get("do", entry)
+            deps = [sub(d) for d in self.deps(name)]
+            if deps:
+                body["deps"] = deps
+            raw_keys = self._param_keys(s)
+            if raw_keys:
+                body["params"] = [{self.params_file: raw_keys}]
+            outs = []
+            for o in (p for out in s.outs for p in self.expand(out, s.matrix)):
+                committed = any(f"/{c}/" in o for c in s.committed)
+                outs.append({sub(o): {"cache": False}} if committed else sub(o))
+            if outs:
+                body["outs"] = outs
+            if s.metrics:
+                body["metrics"] = [{sub(m): {"cache": False}} for m in self.expand(s.metrics, s.matrix)]
+            stages[name] = entry
+        return {"stages": stages}
+
+    def _param_keys(self, s: Stage) -> list[str]:
+        """The params.yaml keys behind a stage's settings that exist in the file (DVC wants real keys)."""
+        raw = self.config.params
+        keys = [f"defaults.{k}" for k in s.params if k in raw.defaults]
+        keys += [f"profiles.{self.profile}.{k}" for k in s.params if k in raw.profiles[self.profile]]
+        return keys

@@ -1,0 +1,1 @@
+"""Guided DDIM sampling, DDIM inversion and MGDM's two-stage sampler."""

@@ -1,0 +1,77 @@
+"""Guided DDIM, DDIM inversion, and MGDM's two-stage sampler, as plain functions (k-diffusion style).
+
+Every guidance acts on the noise estimate:
+
+    eps_hat = eps - sqrt(1 - alpha_bar_t) * grad_x[ scale * M(p_phi(. | x_t, t), y) ]
+
+and classifier-free guidance mixes eps_c + w (eps_c - eps_u), so that w = 0 is plain conditional
+sampling (the "0 means none" convention of params.yaml). The diffusers schedulers own the
+timesteps and the update; these functions only build the noise estimate.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+Measure = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def noise_estimate(unet, x, t, y, null_label: int, cfg_scale: float = 0.0) -> torch.Tensor:
+    """Return eps(x_t, t, y); with cfg_scale > 0, one batched forward of conditional and null labels."""
+    tt = t.expand(len(x)) if t.ndim == 0 else t
+    if cfg_scale == 0:
+        return unet(x, tt, class_labels=y).sample
+    eps_c, eps_u = unet(torch.cat([x, x]), torch.cat([tt, tt]),
+                        class_labels=torch.cat([y, torch.full_like(y, null_label)])).sample.chunk(2)
+    return eps_c + cfg_scale * (eps_c - eps_u)
+
+
+def measure_gradient(guidance_net, measure: Measure, x, t, y) -> torch.Tensor:
+    """Return grad_x sum_i M(p_phi(. | x_i, t), y_i)."""
+    with torch.enable_grad():
+        x_in = x.detach().requires_grad_(True)
+        tt = t.expand(len(x)) if t.ndim == 0 else t
+        return torch.autograd.grad(measure(guidance_net(x_in, tt), y).sum(), x_in)[0]
+
+
+@torch.no_grad()
+def guided_ddim(unet, x, y, scheduler, steps: int, *, null_label: int, cfg_scale: float = 0.0,
+                guidance_net=None, measure: Measure | None = None, scale: float = 0.0, eta: float = 0.0,
+                generator: torch.Generator | None = None, callback=None, disable: bool = True) -> torch.Tensor:
+    """Return x_0 decoded from the noise `x` for labels `y` by DDIM under the given guidance."""
+    scheduler.set_timesteps(steps)
+    for i, t in enumerate(tqdm(scheduler.timesteps, desc="ddim", disable=disable, leave=False)):
+        eps = noise_estimate(unet, x, t, y, null_label, cfg_scale)
+        if scale and measure is not None:
+            alpha_bar = scheduler.alphas_cumprod[t].to(x)
+            eps = eps - (1 - alpha_bar).sqrt() * scale * measure_gradient(guidance_net, measure, x, t, y)
+        x = scheduler.step(eps, t, x, eta=eta, generator=generator).prev_sample
+        if callback is not None:
+            callback({"i": i, "t": t, "x": x, "eps": eps})
+    return x
+
+
+@torch.no_grad()
+def invert_ddim(unet, x0, y, inverse_scheduler, steps: int, *, null_label: int, cfg_scale: float = 0.0,
+                disable: bool = True) -> torch.Tensor:
+    """Return the noise x_T that deterministic DDIM maps back to `x0` under labels `y` (DDIB-style)."""
+    inverse_scheduler.set_timesteps(steps)
+    x = x0
+    for t in tqdm(inverse_scheduler.timesteps, desc="invert", disable=disable, leave=False):
+        x = inverse_scheduler.step(noise_estimate(unet, x, t, y, null_label, cfg_scale), t, x).prev_sample
+    return x
+
+
+def mgdm_two_stage(unet, noise, y, scheduler, inverse_scheduler, steps: int, *, null_label: int,
+                   guidance_net, measure: Measure, scale: float, stage1_measure: Measure | None = None,
+                   stage1_scale: float = 0.0, stage1_cfg: float = 0.0, disable: bool = True) -> torch.Tensor:
+    """Return MGDM samples: in-distribution samples (stage 1), inverted to noise under their label,
+    decoded again under uncertainty guidance (stage 2): same class and anatomy, nearer the boundary."""
+    x0 = guided_ddim(unet, noise, y, scheduler, steps, null_label=null_label, cfg_scale=stage1_cfg,
+                     guidance_net=guidance_net, measure=stage1_measure, scale=stage1_scale, disable=disable)
+    xT = invert_ddim(unet, x0, y, inverse_scheduler, steps, null_label=null_label, disable=disable)
+    return guided_ddim(unet, xT, y, scheduler, steps, null_label=null_label, guidance_net=guidance_net,
+                       measure=measure, scale=scale, disable=disable)

@@ -1,0 +1,27 @@
+"""Pieces shared by the step-based trainers: deterministic batches, EMA, progress."""
+
+from __future__ import annotations
+
+import torch
+
+
+def batch_generator(seed: int, step: int) -> torch.Generator:
+    """A generator fixed by (seed, step): a resumed run draws the same batches as an unbroken one."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def draw_indices(labels: torch.Tensor, batch_size: int, class_balanced: bool, g: torch.Generator) -> torch.Tensor:
+    """Indices of one batch; class-balanced draws weight each image by 1 / its class count."""
+    if not class_balanced:
+        return torch.randint(len(labels), (batch_size,), generator=g)
+    counts = torch.bincount(labels).float()
+    return torch.multinomial(1.0 / counts[labels], batch_size, replacement=True, generator=g)
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
+    decay = min(decay, (1 + step) / (10 + step))  # warm-up: early weights are forgotten fast
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p, 1 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)

@@ -1,0 +1,32 @@
+# One rule per stage of the table in src/mgdm/pipeline.py (the table dvc.yaml is written from too).
+# Each rule runs `mgdm <stage>`, logs to results/<profile>/logs/ and records its wall clock and
+# memory in results/<profile>/benchmarks/. Changing a stage's settings in params.yaml reruns it.
+from mgdm.pipeline import STAGES
+
+
+def job_tag(stage):
+    return "_".join("{" + w + "}" for w in STAGES[stage].matrix) or "all"
+
+
+for stage in STAGES:
+
+    rule:
+        name:
+            stage
+        input:
+            PLAN.deps(stage),
+        output:
+            PLAN.outputs(stage),
+        params:
+            settings=PLAN.settings(stage),
+            # a default argument binds this loop's stage (the shell line is evaluated when the job runs)
+            cmd=lambda wildcards, stage=stage: PLAN.command(stage).format(**wildcards),
+        log:
+            f"{PLAN.root}/logs/{stage}/{job_tag(stage)}.log",
+        benchmark:
+            f"{PLAN.root}/benchmarks/{stage}/{job_tag(stage)}.tsv"
+        threads: STAGES[stage].threads
+        conda:
+            "../../environment.yml"
+        shell:
+            "{params.cmd} --threads {threads} > {log} 2>&1"
