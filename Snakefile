@@ -23,3 +23,9 @@ rule all:
     default_target: True
     input:
         PLAN.targets(),
+
+
+onstart:
+    from mgdm.estimate import estimate
+
+    print(estimate(PLAN))

@@ -173,9 +173,13 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
 def dvc_yaml(a) -> int:
     import yaml
 
+    class NoAliases(yaml.SafeDumper):
+        def ignore_aliases(self, data):
+            return True
+
     plan = Plan(load(a.params, a.profile), a.params)
     text = ("# Written by `mgdm dvc-yaml --profile " + plan.profile + "` from the stage table in "
-            "src/mgdm/pipeline.py; do not edit by hand.\n" + yaml.safe_dump(plan.dvc_yaml(), sort_keys=False, width=120))
+            "src/mgdm/pipeline.py; do not edit by hand.\n" + yaml.dump(plan.dvc_yaml(), Dumper=NoAliases, sort_keys=False, width=120))
     if a.output == "-":
         sys.stdout.write(text)
     else:
