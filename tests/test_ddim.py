@@ -1,46 +1,78 @@
-"""Sampling maths against a model whose answer is known: Gaussian data x0 ~ N(0, s^2 I).
-
-For such data the optimal noise predictor is eps(x_t, t) = sqrt(1 - a_t) x_t / (a_t s^2 + 1 - a_t).
-"""
+"""Sampling maths against models whose answer is known (Gaussian data, see conftest.GaussianEps)."""
 
 import pytest
 import torch
 
+from conftest import SCHED, S, GaussianEps, LinearClassifier
 from mgdm.diffusion.unet import ddim_schedulers
-from mgdm.sampling.ddim import guided_ddim, invert_ddim
-
-S = 0.5
-SCHED = dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=2e-2,
-             clip_sample=True, prediction_type="epsilon")
+from mgdm.guidance.measures import MEASURES
+from mgdm.sampling.ddim import guided_ddim, invert_ddim, mgdm_two_stage, noise_estimate
 
 
-class GaussianEps:
-    """The optimal epsilon model for N(0, S^2 I) data, with the UNet's calling convention."""
-
-    def __init__(self, alphas_cumprod):
-        self.a = alphas_cumprod
-
-    def __call__(self, x, t, class_labels=None):
-        a = self.a[t].view(-1, 1, 1, 1).to(x)
-        return type("Out", (), {"sample": (1 - a).sqrt() * x / (a * S**2 + 1 - a)})
-
-
-@pytest.mark.parametrize("steps,bound", [(50, 0.04), (25, 0.07), (10, 0.18)])
-def test_inversion_then_decode_reconstructs(steps, bound):
+def toy(n=64, seed=0):
     sampler, inverter = ddim_schedulers(SCHED)
     model = GaussianEps(sampler.alphas_cumprod)
-    x0 = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * S
-    y = torch.zeros(64, dtype=torch.long)
+    x = torch.randn(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+    return sampler, inverter, model, x, torch.zeros(n, dtype=torch.long)
+
+
+@pytest.mark.parametrize("steps,bound", [(50, 0.03), (25, 0.06), (10, 0.15)])
+def test_inversion_then_decode_reconstructs(steps, bound):
+    sampler, inverter, model, x, y = toy()
+    x0 = x * S
     xT = invert_ddim(model, x0, y, inverter, steps, null_label=1)
     assert 0.8 < xT.std() < 1.2, "inverted latents should look like unit noise"
-    back = guided_ddim(model, xT, y, sampler, steps, null_label=1)
-    err = (back - x0).abs().mean().item()
+    err = (guided_ddim(model, xT, y, sampler, steps, null_label=1) - x0).abs().mean().item()
     assert err < bound, f"reconstruction error {err:.3f} at {steps} steps"
 
 
-def test_decoding_noise_gives_data_distribution():
-    sampler, _ = ddim_schedulers(SCHED)
-    model = GaussianEps(sampler.alphas_cumprod)
-    xT = torch.randn(512, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    x0 = guided_ddim(model, xT, torch.zeros(512, dtype=torch.long), sampler, 50, null_label=1)
-    assert abs(x0.std().item() - S) < 0.05
+def test_decoding_noise_gives_the_data_distribution():
+    sampler, _, model, x, y = toy(512, seed=1)
+    assert abs(guided_ddim(model, x, y, sampler, 50, null_label=1).std().item() - S) < 0.05
+
+
+def test_cfg_is_one_batched_forward_of_two_models():
+    calls = []
+
+    def unet(x, t, class_labels):
+        calls.append(len(x))
+        return type("Out", (), {"sample": x * (1 + class_labels.float().view(-1, 1, 1, 1))})
+
+    x, y = torch.randn(4, 1, 2, 2), torch.ones(4, dtype=torch.long)
+    eps = noise_estimate(unet, x, torch.tensor(10), y, null_label=0, cfg_scale=2.0)
+    # eps_c = 2x, eps_u = x: eps_c + 2 (eps_c - eps_u) = 4x, from a single forward of 8 inputs
+    assert calls == [8] and torch.allclose(eps, 4 * x)
+
+
+@pytest.mark.parametrize("name", sorted(MEASURES))
+def test_guidance_raises_its_measure(name):
+    sampler, _, model, x, _ = toy(128, seed=2)
+    y = torch.randint(0, 3, (128,), generator=torch.Generator().manual_seed(3))
+    net, measure = LinearClassifier(sampler.alphas_cumprod, 64), MEASURES[name]
+    plain = guided_ddim(model, x, y, sampler, 20, null_label=3)
+    guided = guided_ddim(model, x, y, sampler, 20, null_label=3, guidance_net=net, measure=measure, scale=2.0)
+    t0 = torch.tensor(0)
+    before, after = measure(net(plain, t0), y).mean().item(), measure(net(guided, t0), y).mean().item()
+    assert torch.isfinite(guided).all()
+    assert after > before + 0.05, f"{name}: measure {before:.3f} -> {after:.3f} under guidance"
+
+
+def test_two_stage_without_guidance_returns_stage_one_samples():
+    sampler, inverter, model, x, y = toy(64, seed=4)
+    stage1 = guided_ddim(model, x, y, sampler, 50, null_label=1)
+    out = mgdm_two_stage(model, x, y, sampler, inverter, 50, null_label=1, guidance_net=LinearClassifier(sampler.alphas_cumprod, 64),
+                         measure=MEASURES["entropy"], scale=0.0)
+    assert (out - stage1).abs().mean() < 0.03
+
+
+def test_two_stage_moves_samples_toward_the_boundary_and_keeps_them_close():
+    sampler, inverter, model, x, _ = toy(128, seed=5)
+    y = torch.randint(0, 3, (128,), generator=torch.Generator().manual_seed(6))
+    net, entropy = LinearClassifier(sampler.alphas_cumprod, 64), MEASURES["entropy"]
+    stage1 = guided_ddim(model, x, y, sampler, 25, null_label=3)
+    out = mgdm_two_stage(model, x, y, sampler, inverter, 25, null_label=3, guidance_net=net, measure=entropy,
+                         scale=1.0)
+    t0 = torch.tensor(0)
+    assert entropy(net(out, t0), y).mean() > entropy(net(stage1, t0), y).mean()
+    # same anatomy: much nearer its own stage-1 sample than an unrelated sample is
+    assert (out - stage1).abs().mean() < 0.5 * (stage1 - stage1.roll(1, 0)).abs().mean()

@@ -81,6 +81,12 @@ def create_network(name: str, num_classes: int, in_chans: int, image_size: int,
     if weights:
         from safetensors.torch import load_file
 
-        state = {k: v for k, v in load_file(weights).items() if not k.startswith(net.default_cfg.get("classifier", "fc"))}
+        # Tensors whose shape differs (the head, an adapted stem) keep their fresh initialisation.
+        own = net.state_dict()
+        state = {k: v for k, v in load_file(weights).items() if k in own and own[k].shape == v.shape}
+        skipped = sorted(set(own) - set(state))
+        if skipped:
+            print(f"{weights}: {len(state)} tensors loaded; kept fresh: {', '.join(skipped[:6])}"
+                  + (" ..." if len(skipped) > 6 else ""))
         net.load_state_dict(state, strict=False)
     return SmallImageNet(net, in_chans, size if size != image_size else None)

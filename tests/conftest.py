@@ -1,0 +1,68 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+S = 0.5  # std of the Gaussian toy data
+SCHED = dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=2e-2,
+             clip_sample=True, prediction_type="epsilon")
+
+
+class GaussianEps:
+    """The optimal epsilon model for N(0, S^2 I) data, with the UNet's calling convention:
+    eps(x_t, t) = sqrt(1 - a_t) x_t / (a_t S^2 + 1 - a_t), a_t the cumulative alpha."""
+
+    def __init__(self, alphas_cumprod):
+        self.a = alphas_cumprod
+
+    def __call__(self, x, t, class_labels=None):
+        a = self.a[t].view(-1, 1, 1, 1).to(x)
+        return type("Out", (), {"sample": (1 - a).sqrt() * x / (a * S**2 + 1 - a)})
+
+
+class LinearClassifier(torch.nn.Module):
+    """A fixed, noise-aware guidance net for the Gaussian toy data: linear logits of the posterior
+    mean E[x_0 | x_t] = sqrt(a_t) S^2 x_t / (a_t S^2 + 1 - a_t). Like a trained noisy classifier, it
+    is unsure at high noise, so guidance gradients stay bounded."""
+
+    def __init__(self, alphas_cumprod, dim: int, classes: int = 3, seed: int = 0):
+        super().__init__()
+        self.a = alphas_cumprod
+        self.w = torch.randn(classes, dim, generator=torch.Generator().manual_seed(seed)) / dim**0.5
+
+    def forward(self, x, t):
+        a = self.a[t].view(-1, 1).to(x)
+        x0 = a.sqrt() * S**2 * x.flatten(1) / (a * S**2 + 1 - a)
+        return 4 * x0 @ self.w.T
+
+
+def mgdm_env() -> dict:
+    """The environment for running the CLI and workflow managers from this venv."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def workflow_copy(dest: Path) -> Path:
+    """Copy what a workflow run needs (not results/) into `dest`; the package is the installed one."""
+    for name in ("Snakefile", "params.yaml", "dvc.yaml", "environment.yml"):
+        shutil.copy(ROOT / name, dest / name)
+    shutil.copytree(ROOT / "workflow", dest / "workflow")
+    return dest
+
+
+def run(cmd, cwd, check=True, **kw):
+    res = subprocess.run(cmd, cwd=cwd, env=mgdm_env(), capture_output=True, text=True, **kw)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    return res
+
+
+@pytest.fixture
+def tmp_workflow(tmp_path):
+    return workflow_copy(tmp_path)

@@ -1,0 +1,57 @@
+"""params.yaml: every profile validates; bad values fail with a message naming the field."""
+
+import copy
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from mgdm.config import ConfigError, load, parse_set_name, resolve, set_name
+
+RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+@pytest.mark.parametrize("profile", sorted(RAW["profiles"]))
+def test_every_profile_validates(profile):
+    config = load(ROOT / "params.yaml", profile)
+    assert config.profile.name == profile
+    assert config.sample_sets()[0] == "none"
+
+
+def broken(path: list[str], value):
+    raw = copy.deepcopy(RAW)
+    node = raw
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+    return raw
+
+
+@pytest.mark.parametrize("path,value,needle", [
+    (["defaults", "ddpm", "steps"], -5, "ddpm.steps"),
+    (["defaults", "sampling", "scales"], {"entropy": [-1.0]}, "scales"),
+    (["defaults", "sampling", "scales"], {"wishful": [1.0]}, "unknown guidance 'wishful'"),
+    (["defaults", "downstream", "networks"], ["resnet9000"], "resnet9000"),
+    (["defaults", "ddpm", "learning_rate"], 0.1, "ddpm.learning_rate"),
+    (["defaults", "fidelity", "feature_extractors"], ["inception"], "inception_weights"),
+    (["defaults", "datasets"], ["nowhere"], "nowhere"),
+])
+def test_bad_values_name_the_field(path, value, needle):
+    with pytest.raises(ConfigError) as err:
+        resolve(broken(path, value), "cpu", "params.yaml")
+    assert needle in str(err.value) and "params.yaml" in str(err.value)
+
+
+def test_unknown_profile_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="unknown profile 'gpu'.*smoke"):
+        resolve(RAW, "gpu")
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="nothere.yaml: file not found"):
+        load(tmp_path / "nothere.yaml")
+
+
+@pytest.mark.parametrize("guidance,scale", [("none", 0.0), ("entropy", 2.0), ("cfg", 0.5), ("mgdm", 10.0)])
+def test_set_names_round_trip(guidance, scale):
+    assert parse_set_name(set_name(guidance, scale)) == (guidance, scale)

@@ -1,0 +1,108 @@
+"""Data loading: MedMNIST files, image folders, generated sets, and clear errors on bad input."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT, run
+from mgdm.data.imagefolder import class_order, load_imagefolder
+from mgdm.data.medmnist import load_medmnist, md5sum
+from mgdm.data.procedural import make_procedural
+from mgdm.data.splits import DataError, check_splits
+
+
+def medmnist_file(path: Path, drop: str | None = None, colour: bool = True, n=(20, 5, 5)):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, k in zip(("train", "val", "test"), n):
+        shape = (k, 28, 28, 3) if colour else (k, 28, 28)
+        arrays[f"{split}_images"] = rng.integers(0, 256, shape, dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(k) % 3).reshape(-1, 1)
+    arrays.pop(drop, None)
+    np.savez(path, **arrays)
+    return path
+
+
+def test_medmnist_layout_is_read(tmp_path):
+    splits = load_medmnist(medmnist_file(tmp_path / "x.npz", colour=False))
+    assert splits["train"][0].shape == (20, 28, 28, 1) and splits["train"][1].shape == (20,)
+    assert check_splits(splits, "x.npz") == 3
+
+
+def test_missing_key_names_the_file_and_the_key(tmp_path):
+    path = medmnist_file(tmp_path / "x.npz", drop="val_labels")
+    with pytest.raises(DataError, match=r"x\.npz: keys \['val_labels'\] missing"):
+        load_medmnist(path)
+
+
+def test_md5_mismatch_and_corrupt_file_are_refused(tmp_path):
+    path = medmnist_file(tmp_path / "x.npz")
+    with pytest.raises(DataError, match="md5"):
+        load_medmnist(path, md5="0" * 32)
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="bad.npz: not a readable .npz"):
+        load_medmnist(bad)
+
+
+def test_absent_file_without_url_says_where_to_put_it(tmp_path):
+    with pytest.raises(DataError, match="MGDM_DATA_DIR"):
+        load_medmnist(tmp_path / "absent.npz")
+
+
+def test_class_without_training_images_is_refused():
+    splits = make_procedural(3, 1, 8, 30, 10, 10, seed=0)
+    images, labels = splits["train"]
+    splits["train"] = (images[labels != 1], labels[labels != 1])
+    with pytest.raises(DataError, match=r"classes \[1\] have no training image"):
+        check_splits(splits, "here")
+
+
+def test_numeric_class_folders_sort_as_numbers(tmp_path):
+    assert class_order(["10", "2", "1"]) == ["1", "2", "10"]
+    for label in ("2", "10"):
+        (tmp_path / label).mkdir()
+        for i in range(5):
+            Image.fromarray(np.full((12, 12), int(label) * 10, np.uint8)).save(tmp_path / label / f"{i}.png")
+    splits, classes = load_imagefolder(tmp_path, 8, 0.2, 0.2)
+    assert classes == ["2", "10"]
+    images, labels = splits["train"]
+    assert images.shape[1:] == (8, 8, 1)
+    assert set(images[labels == 0].mean(axis=(1, 2, 3)).round()) == {20}  # label 0 is folder "2"
+
+
+def test_unreadable_image_is_named(tmp_path):
+    for label in ("0", "1"):
+        (tmp_path / label).mkdir()
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / label / "a.png")
+    (tmp_path / "1" / "broken.png").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="broken.png: cannot read image"):
+        load_imagefolder(tmp_path, 8, 0.0, 0.0)
+
+
+def test_preprocess_cli_fails_cleanly_on_a_bad_file(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    medmnist_file(data / "retinamnist.npz", drop="train_images")
+    params = (ROOT / "params.yaml").read_text().replace("data_dir: null", f"data_dir: {data}")
+    params = params.replace("md5: bd4c0672f1bba3e3a89f0e4e876791e4", "md5: null")
+    (tmp_path / "params.yaml").write_text(params)
+    res = run(["mgdm", "preprocess", "--profile", "cpu", "--dataset", "retinamnist", "--no-mlflow"], tmp_path,
+              check=False)
+    assert res.returncode == 2
+    assert "retinamnist.npz: keys ['train_images'] missing" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "results" / "cpu" / "retinamnist" / "data").exists() or \
+        not any((tmp_path / "results" / "cpu" / "retinamnist" / "data").iterdir())
+
+
+@pytest.mark.skipif(not os.environ.get("MGDM_DATA_DIR"), reason="MGDM_DATA_DIR not set")
+def test_official_retinamnist_matches_its_md5_and_counts():
+    path = Path(os.environ["MGDM_DATA_DIR"]) / "retinamnist.npz"
+    splits = load_medmnist(path, md5="bd4c0672f1bba3e3a89f0e4e876791e4")
+    assert [len(splits[s][1]) for s in ("train", "val", "test")] == [1080, 120, 400]
+    assert np.bincount(splits["train"][1]).tolist() == [486, 128, 206, 194, 66]
+    assert md5sum(path) == "bd4c0672f1bba3e3a89f0e4e876791e4"

@@ -1,0 +1,57 @@
+"""The whole DAG on the smoke profile, under Snakemake and under DVC: real stages, tables at the end."""
+
+import os
+
+import pytest
+
+from conftest import run
+from mgdm.pipeline import TABLES
+
+pytestmark = pytest.mark.slow
+DATA_ENV = {"MGDM_DATA_DIR"}
+
+
+def check_outputs(root):
+    tables = root / "results" / "smoke" / "tables"
+    for t in TABLES:
+        assert (tables / f"{t}.md").read_text().count("|") > 10, f"{t}.md has no table"
+        assert "\\begin{table}" in (tables / f"{t}.tex").read_text()
+    downstream = (tables / "downstream.md").read_text()
+    for name in ("real", "none", "entropy-s2", "mgdm-s2", "cfg-s1", "classifier-s2", "margin-s2", "leastconf-s2"):
+        assert f"| {name} " in downstream
+    figures = root / "results" / "smoke" / "figures"
+    for f in ("downstream", "fidelity_vs_downstream", "discs_entropy", "discs_embedding", "discs_samples"):
+        assert (figures / f"{f}.png").stat().st_size > 5000
+
+
+def mlflow_runs(root):
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{root}/results/mlflow.db")
+    return mlflow.search_runs(experiment_names=["mgdm-smoke"])
+
+
+def test_snakemake_runs_the_smoke_dag(tmp_workflow, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    res = run(["snakemake", "--cores", "2", "--config", "profile=smoke"], tmp_workflow)
+    assert "total: about" in res.stdout + res.stderr, "the plan's estimate is printed before running"
+    check_outputs(tmp_workflow)
+    runs = mlflow_runs(tmp_workflow)
+    assert len(runs) == 30 and set(runs["tags.stage"]) >= {"train_ddpm", "sample", "fidelity", "report"}
+    sample_runs = runs[runs["tags.stage"] == "sample"]
+    assert set(sample_runs["tags.guidance"]) == {"none", "classifier", "cfg", "entropy", "margin", "leastconf", "mgdm"}
+    assert sample_runs["tags.git_commit"].notna().all() and (runs["tags.profile"] == "smoke").all()
+    assert (tmp_workflow / "results/smoke/benchmarks/train_ddpm/discs.tsv").exists()
+    again = run(["snakemake", "--cores", "2", "--config", "profile=smoke", "-n"], tmp_workflow)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_dvc_repro_runs_the_smoke_dag(tmp_workflow, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run(["dvc", "init", "--no-scm", "-q"], tmp_workflow)
+    run(["mgdm", "dvc-yaml", "--profile", "smoke"], tmp_workflow)
+    run(["dvc", "repro", "-q"], tmp_workflow)
+    check_outputs(tmp_workflow)
+    assert len(mlflow_runs(tmp_workflow)) == 30
+    status = run(["dvc", "status"], tmp_workflow)
+    assert "up to date" in status.stdout

@@ -1,0 +1,54 @@
+"""Snakemake and DVC describe one DAG: same stages, same outputs, both written from the stage table."""
+
+import csv
+import io
+
+import pytest
+import yaml
+
+from conftest import ROOT, run
+from mgdm.config import load
+from mgdm.pipeline import STAGES, Plan
+
+
+def snakemake_outputs(workdir, profile):
+    res = run(["snakemake", "--config", f"profile={profile}", "--summary"], workdir)
+    rows = csv.DictReader(io.StringIO(res.stdout[res.stdout.index("output_file"):]), delimiter="\t")
+    return {(r["rule"], r["output_file"]) for r in rows}
+
+
+def dvc_outputs(workdir, profile):
+    run(["dvc", "init", "--no-scm", "-q"], workdir)
+    run(["mgdm", "dvc-yaml", "--profile", profile], workdir)
+    res = run(["python", "-c", "from dvc.repo import Repo\n"
+               "for st in Repo('.').index.stages:\n"
+               "    for o in st.outs: print(st.addressing.split('@')[0], o, sep='\\t')"], workdir)
+    return {tuple(line.split("\t")) for line in res.stdout.splitlines()}
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu"])
+def test_snakemake_and_dvc_declare_the_same_outputs(tmp_workflow, profile):
+    snake = snakemake_outputs(tmp_workflow, profile)
+    dvc = dvc_outputs(tmp_workflow, profile)
+    assert snake == dvc
+    assert {rule for rule, _ in snake} == set(STAGES)
+    assert len(snake) == len(Plan(load(ROOT / "params.yaml", profile)).targets())
+
+
+def test_committed_dvc_yaml_is_the_generated_one(tmp_path):
+    run(["mgdm", "dvc-yaml", "-o", str(tmp_path / "dvc.yaml")], ROOT)
+    assert (tmp_path / "dvc.yaml").read_text() == (ROOT / "dvc.yaml").read_text(), \
+        "dvc.yaml is stale: run `mgdm dvc-yaml`"
+
+
+def test_dvc_stages_track_their_params_and_commit_tables():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert stages["train_ddpm"]["do"]["params"] == [{"params.yaml": ["defaults.ddpm"]}]
+    report_outs = stages["report"]["outs"]
+    assert all(isinstance(o, dict) and list(o.values())[0] == {"cache": False} for o in report_outs)
+
+
+def test_every_stage_is_a_cli_command():
+    res = run(["mgdm", "--help"], ROOT)
+    for stage in STAGES:
+        assert stage.replace("_", "-") in res.stdout

@@ -1,0 +1,56 @@
+"""Training: a resumed run equals an unbroken one; checkpoints are safetensors written atomically."""
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mgdm.classifiers.stage import load_synthetic
+from mgdm.config import DDPMConfig, DatasetSpec
+from mgdm.data import preprocess
+from mgdm.data.splits import Dataset, DataError
+from mgdm.diffusion import train as ddpm_train
+from mgdm.files import write_npz
+
+CFG = dict(channels=[8, 16], layers_per_block=1, attention=False, steps=6, batch_size=8, lr=1e-3,
+           ema_decay=0.9, label_dropout=0.2, checkpoint_every=3)
+
+
+@pytest.fixture(scope="module")
+def discs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("discs")
+    spec = DatasetSpec(source="procedural", image_size=8, num_classes=3, n_train=30, n_val=9, n_test=9)
+    preprocess.run("discs", spec, None, out)
+    return Dataset(out / "dataset.npz")
+
+
+def test_resumed_ddpm_training_equals_an_unbroken_run(discs, tmp_path):
+    ddpm_train.run(discs, DDPMConfig(**CFG), tmp_path / "a" / "model.safetensors", progress=False)
+    # "killed" after 3 steps: train 3, then ask for 6 with the state left behind
+    ddpm_train.run(discs, DDPMConfig(**{**CFG, "steps": 3}), tmp_path / "b" / "model.safetensors", progress=False)
+    result = ddpm_train.run(discs, DDPMConfig(**CFG), tmp_path / "b" / "model.safetensors", progress=False)
+    assert result["metrics"]["resumed_from"] == 3
+    a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_changed_settings_do_not_resume(discs, tmp_path):
+    ddpm_train.run(discs, DDPMConfig(**CFG), tmp_path / "model.safetensors", progress=False)
+    result = ddpm_train.run(discs, DDPMConfig(**{**CFG, "lr": 5e-4}), tmp_path / "model.safetensors", progress=False)
+    assert result["metrics"]["resumed_from"] == 0
+
+
+def test_checkpoint_writes_leave_no_temporary_files(discs, tmp_path):
+    ddpm_train.run(discs, DDPMConfig(**CFG), tmp_path / "model.safetensors", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.safetensors", "resume.json",
+                                                          "resume.safetensors"]
+
+
+def test_synthetic_set_of_the_wrong_shape_is_refused(discs, tmp_path):
+    write_npz(tmp_path / "s.npz", images=np.zeros((4, 9, 9, 1), np.uint8), labels=np.zeros(4, np.int64))
+    with pytest.raises(DataError, match=r"s\.npz: images \(4, 9, 9, 1\)"):
+        load_synthetic(tmp_path / "s.npz", discs)
+    write_npz(tmp_path / "t.npz", images=np.zeros((4, 8, 8, 1), np.uint8), labels=np.full(4, 7))
+    with pytest.raises(DataError, match="labels outside 0..2"):
+        load_synthetic(tmp_path / "t.npz", discs)
