@@ -55,3 +55,11 @@ def test_missing_file_is_named(tmp_path):
 @pytest.mark.parametrize("guidance,scale", [("none", 0.0), ("entropy", 2.0), ("cfg", 0.5), ("mgdm", 10.0)])
 def test_set_names_round_trip(guidance, scale):
     assert parse_set_name(set_name(guidance, scale)) == (guidance, scale)
+
+
+def test_committed_schema_is_current(tmp_path):
+    from conftest import run
+
+    run(["mgdm", "schema", "-o", str(tmp_path / "s.json")], ROOT)
+    assert (tmp_path / "s.json").read_text() == (ROOT / "workflow/schemas/params.schema.json").read_text(), \
+        "workflow/schemas/params.schema.json is stale: run `mgdm schema`"

@@ -52,3 +52,17 @@ def test_every_stage_is_a_cli_command():
     res = run(["mgdm", "--help"], ROOT)
     for stage in STAGES:
         assert stage.replace("_", "-") in res.stdout
+
+
+def test_benchmark_writes_json_for_every_sampler(tmp_path):
+    import json
+
+    run(["mgdm", "benchmark", "--profile", "smoke", "--repeats", "1", "-o", str(tmp_path / "b.json")], ROOT)
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert set(result["sampling_images_per_s"]) >= {"none", "measure", "cfg", "mgdm"}
+    assert result["ddpm_train_step_s"]["fp32"] > 0 and result["classifier_train_images_per_s"]["resnet18"] > 0
+
+
+def test_plan_prints_every_stage_and_a_total():
+    res = run(["mgdm", "plan", "--profile", "cpu"], ROOT)
+    assert all(stage in res.stdout for stage in STAGES) and "total: about" in res.stdout

@@ -187,6 +187,32 @@ def dvc_yaml(a) -> int:
     return 0
 
 
+def write_schema(a) -> int:
+    import json
+
+    from mgdm.config import Params, Profile
+
+    schema = {"title": "mgdm params.yaml", "description": "Top level; `defaults` and each of `profiles` merge "
+              "into a Profile.", "params": Params.model_json_schema(), "profile": Profile.model_json_schema()}
+    Path(a.output).write_text(json.dumps(schema, indent=2) + "\n")
+    return 0
+
+
+def benchmark(a) -> int:
+    from mgdm import benchmark as bench
+    from mgdm.files import write_json
+
+    plan = Plan(load(a.params, a.profile), a.params)
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    result = bench.run(plan, a.dataset or plan.values["dataset"][0], a.repeats)
+    write_json(a.output, result)
+    print(f"wrote {a.output}")
+    return 0
+
+
 def show_plan(a) -> int:
     from mgdm.estimate import estimate
 
@@ -211,6 +237,15 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("dvc-yaml", help="write dvc.yaml for a profile from the stage table")
     d.add_argument("-o", "--output", default="dvc.yaml")
     d.set_defaults(func=dvc_yaml)
+    sc = sub.add_parser("schema", help="write the JSON schema of params.yaml (for editors and reviewers)")
+    sc.add_argument("-o", "--output", default="workflow/schemas/params.schema.json")
+    sc.set_defaults(func=write_schema)
+    b = sub.add_parser("benchmark", help="measure training and sampling throughput of a profile, as JSON")
+    b.add_argument("-o", "--output", default="results/benchmark.json")
+    b.add_argument("--dataset", default=None)
+    b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--threads", type=int, default=0)
+    b.set_defaults(func=benchmark)
     pl = sub.add_parser("plan", help="print the jobs of a profile and their estimated wall clock")
     pl.set_defaults(func=show_plan)
     for p in sub.choices.values():

@@ -31,6 +31,7 @@ class Stage:
     params: tuple[str, ...] = ()  # profile sections the stage reads (rerun when they change)
     committed: tuple[str, ...] = field(default_factory=tuple)  # outs kept in git (DVC cache: false)
     threads: int = 1
+    priority: int = 0  # Snakemake starts higher first: the DDPM is the long pole of every DAG
 
 
 D = "{root}/{dataset}"
@@ -45,13 +46,14 @@ STAGES = {s.name: s for s in [
     Stage("preprocess", ("dataset",), "--dataset {dataset}", (),
           (DATA, f"{D}/data/preview.png"), f"{D}/data/summary.json"),
     Stage("train_ddpm", ("dataset",), "--dataset {dataset}", (DATA,),
-          (DDPM, f"{D}/ddpm/model.json"), f"{D}/ddpm/metrics.json", ("ddpm",), threads=2),
+          (DDPM, f"{D}/ddpm/model.json"), f"{D}/ddpm/metrics.json", ("ddpm",), threads=2, priority=10),
     Stage("train_guidance_net", ("dataset",), "--dataset {dataset}", (DATA,),
-          (GUIDANCE_NET, f"{D}/guidance_net/model.json"), f"{D}/guidance_net/metrics.json", ("guidance_net", "ddpm")),
+          (GUIDANCE_NET, f"{D}/guidance_net/model.json"), f"{D}/guidance_net/metrics.json", ("guidance_net", "ddpm"),
+          priority=5),
     Stage("train_reference_net", ("dataset",), "--dataset {dataset}", (DATA,),
           (REFERENCE_NET, f"{D}/reference_net/model.json"), f"{D}/reference_net/metrics.json", ("reference_net",)),
     Stage("sample", ("dataset", "set"), "--dataset {dataset} --set {set}", (DATA, DDPM, GUIDANCE_NET),
-          (SAMPLES, f"{D}/samples/{{set}}.png"), f"{D}/samples/{{set}}.json", ("sampling",), threads=2),
+          (SAMPLES, f"{D}/samples/{{set}}.png"), f"{D}/samples/{{set}}.json", ("sampling",), threads=2, priority=5),
     Stage("fidelity", ("dataset", "set"), "--dataset {dataset} --set {set}", (DATA, SAMPLES, REFERENCE_NET),
           (), f"{D}/fidelity/{{set}}.json", ("fidelity",)),
     Stage("train_baseline", ("dataset", "network", "seed"), "--dataset {dataset} --network {network} --seed {seed}",

@@ -5,7 +5,7 @@ from mgdm.pipeline import STAGES
 
 
 def job_tag(stage):
-    return "_".join("{" + w + "}" for w in STAGES[stage].matrix) or "all"
+    return "_".join(f"{{{w}}}" for w in STAGES[stage].matrix) or "all"
 
 
 for stage in STAGES:
@@ -26,6 +26,7 @@ for stage in STAGES:
         benchmark:
             f"{PLAN.root}/benchmarks/{stage}/{job_tag(stage)}.tsv"
         threads: STAGES[stage].threads
+        priority: STAGES[stage].priority
         conda:
             "../../environment.yml"
         shell:
