@@ -54,3 +54,14 @@ def test_synthetic_set_of_the_wrong_shape_is_refused(discs, tmp_path):
     write_npz(tmp_path / "t.npz", images=np.zeros((4, 8, 8, 1), np.uint8), labels=np.full(4, 7))
     with pytest.raises(DataError, match="labels outside 0..2"):
         load_synthetic(tmp_path / "t.npz", discs)
+
+
+def test_outputs_get_a_normal_file_mode(tmp_path):
+    import os
+
+    from mgdm.files import write_json
+
+    write_json(tmp_path / "m.json", {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~umask

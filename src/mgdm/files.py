@@ -17,6 +17,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
+UMASK = os.umask(0)
+os.umask(UMASK)
+
+
 @contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
@@ -26,6 +30,7 @@ def atomic_path(path: str | Path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600 files; give the file a normal file's mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
