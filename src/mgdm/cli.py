@@ -14,11 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from mgdm.config import Config, ConfigError, load
+from mgdm.config import ConfigError, load
 from mgdm.pipeline import STAGES, Plan
 
 
-def _dataset(config: Config, plan: Plan, name: str):
+def _dataset(plan: Plan, name: str):
     from mgdm.data.splits import Dataset
 
     return Dataset(plan.paths("preprocess", dataset=name)["dataset.npz"])
@@ -36,7 +36,7 @@ def stage_train_ddpm(config, plan, a):
     from mgdm.diffusion.train import run
 
     out = plan.paths("train_ddpm", dataset=a.dataset)
-    return run(_dataset(config, plan, a.dataset), config.profile.ddpm, out["model.safetensors"], a.seed,
+    return run(_dataset(plan, a.dataset), config.profile.ddpm, out["model.safetensors"], a.seed,
                config.profile.device, a.progress), []
 
 
@@ -45,7 +45,7 @@ def stage_train_guidance_net(config, plan, a):
 
     out = plan.paths("train_guidance_net", dataset=a.dataset)
     p = config.profile
-    return run(_dataset(config, plan, a.dataset), p.guidance_net, p.ddpm, out["model.safetensors"], a.seed,
+    return run(_dataset(plan, a.dataset), p.guidance_net, p.ddpm, out["model.safetensors"], a.seed,
                p.device, a.progress), []
 
 
@@ -54,17 +54,17 @@ def stage_train_reference_net(config, plan, a):
 
     out = plan.paths("train_reference_net", dataset=a.dataset)
     cfg = config.profile.reference_net
-    return run(_dataset(config, plan, a.dataset), cfg.network, cfg, cfg.seed, model_path=out["model.safetensors"],
+    return run(_dataset(plan, a.dataset), cfg.network, cfg, cfg.seed, model_path=out["model.safetensors"],
                device=config.profile.device, progress=a.progress), []
 
 
 def stage_sample(config, plan, a):
     from mgdm.sampling.stage import run
 
-    dataset = _dataset(config, plan, a.dataset)
-    out = plan.paths("sample", dataset=a.dataset, set=a.set)
     import numpy as np
 
+    dataset = _dataset(plan, a.dataset)
+    out = plan.paths("sample", dataset=a.dataset, set=a.set)
     counts = np.bincount(dataset.numpy("train")[1], minlength=dataset.num_classes).tolist()
     ddpm = plan.paths("train_ddpm", dataset=a.dataset)["model.safetensors"]
     guidance = plan.paths("train_guidance_net", dataset=a.dataset)["model.safetensors"]
@@ -78,13 +78,13 @@ def stage_fidelity(config, plan, a):
 
     samples = plan.paths("sample", dataset=a.dataset, set=a.set)[f"{a.set}.npz"]
     reference = plan.paths("train_reference_net", dataset=a.dataset)["model.safetensors"]
-    return run(_dataset(config, plan, a.dataset), samples, reference, config.profile.fidelity), []
+    return run(_dataset(plan, a.dataset), samples, reference, config.profile.fidelity), []
 
 
 def stage_train_baseline(config, plan, a):
     from mgdm.classifiers.stage import run
 
-    return run(_dataset(config, plan, a.dataset), a.network, config.profile.downstream, a.seed,
+    return run(_dataset(plan, a.dataset), a.network, config.profile.downstream, a.seed,
                device=config.profile.device, progress=a.progress), []
 
 
@@ -92,7 +92,7 @@ def stage_train_classifier(config, plan, a):
     from mgdm.classifiers.stage import run
 
     samples = plan.paths("sample", dataset=a.dataset, set=a.set)[f"{a.set}.npz"]
-    return run(_dataset(config, plan, a.dataset), a.network, config.profile.downstream, a.seed, samples,
+    return run(_dataset(plan, a.dataset), a.network, config.profile.downstream, a.seed, samples,
                device=config.profile.device, progress=a.progress), []
 
 
@@ -103,7 +103,7 @@ def stage_analyze(config, plan, a):
     sets = {s: plan.paths("sample", dataset=a.dataset, set=s)[f"{s}.npz"] for s in config.sample_sets()}
     figures = {k: out[f"{a.dataset}_{k}.png"] for k in ("entropy", "embedding", "samples")}
     reference = plan.paths("train_reference_net", dataset=a.dataset)["model.safetensors"]
-    result = run(_dataset(config, plan, a.dataset), reference, sets, config.profile.analysis, figures, a.seed)
+    result = run(_dataset(plan, a.dataset), reference, sets, config.profile.analysis, figures, a.seed)
     return result, list(figures.values())
 
 

@@ -14,6 +14,7 @@ from mgdm.pipeline import STAGES, Plan
 UNET_STEP_S = 0.55 / (64 * 28 * 28 * 1.1e6)  # per image-pixel-parameter
 UNET_FORWARD_S = 0.14 / (50 * 28 * 28 * 1.1e6)
 CLASSIFIER_IMAGE_EPOCH_S = 0.025 / (28 * 28)
+GUIDANCE_STEP_S = 0.35  # width 32, batch 64, 28 px
 JOB_OVERHEAD_S = 6.0  # python, torch and mlflow imports, logging
 SAMPLER_PASSES = {"none": 1.0, "classifier": 1.4, "entropy": 1.4, "margin": 1.4, "leastconf": 1.4, "cfg": 2.0,
                   "mgdm": 2.0 + 1.0 + 1.4}  # stage 1 (cfg), inversion, guided decode
@@ -45,7 +46,8 @@ def estimate(plan: Plan) -> str:
         rows += [
             ("preprocess", 1, 2),
             ("train_ddpm", 1, p.ddpm.steps * UNET_STEP_S * p.ddpm.batch_size * px * params),
-            ("train_guidance_net", 1, p.guidance_net.steps * 0.05 * p.guidance_net.batch_size / 64 * px / 784),
+            ("train_guidance_net", 1, p.guidance_net.steps * GUIDANCE_STEP_S * p.guidance_net.batch_size / 64
+             * px / 784 * (p.guidance_net.width / 32) ** 2),
             ("train_reference_net", 1, p.reference_net.epochs * n_train * CLASSIFIER_IMAGE_EPOCH_S * px),
             ("sample", len(sets), sum(SAMPLER_PASSES[s.split("-s")[0]] for s in sets) * p.sampling.ddim_steps
              * n_per_set * forward),
