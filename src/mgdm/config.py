@@ -59,28 +59,28 @@ class DatasetSpec(Strict):
         return self
 
 
-class DDPMConfig(Strict):
+class StepTraining(Strict):
+    """Settings every step-based trainer shares (the DDPM and the guidance net)."""
+
+    steps: int = Field(gt=0, description="optimizer steps")
+    batch_size: int = Field(gt=0)
+    lr: float = Field(gt=0)
+    class_balanced: bool = False
+    checkpoint_every: int = Field(gt=0)
+
+
+class DDPMConfig(StepTraining):
     channels: list[int] = Field(min_length=2, description="UNet block widths; one 2x downsample between each")
     layers_per_block: int = Field(ge=1)
     attention: bool = Field(description="self-attention at the lowest resolution")
     schedule: Literal["linear", "cosine"] = "linear"
     train_timesteps: int = Field(1000, ge=10)
-    steps: int = Field(gt=0, description="optimizer steps")
-    batch_size: int = Field(gt=0)
-    lr: float = Field(gt=0)
     ema_decay: float = Field(ge=0, lt=1)
     label_dropout: float = Field(ge=0, lt=1, description="per-sample probability of the null class (CFG)")
-    class_balanced: bool = False
-    checkpoint_every: int = Field(gt=0)
 
 
-class GuidanceNetConfig(Strict):
+class GuidanceNetConfig(StepTraining):
     width: int = Field(gt=0)
-    steps: int = Field(gt=0)
-    batch_size: int = Field(gt=0)
-    lr: float = Field(gt=0)
-    class_balanced: bool = False
-    checkpoint_every: int = Field(gt=0)
 
 
 class ClassifierTraining(Strict):

@@ -25,3 +25,22 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step:
         e.lerp_(p, 1 - decay)
     for e, b in zip(ema.buffers(), model.buffers()):
         e.copy_(b)
+
+
+class LossHistory:
+    """The mean loss of every `every` steps: for the progress bar and MLflow's training curves."""
+
+    def __init__(self, every: int = 10):
+        self.every, self.points, self._window = every, [], []
+
+    def add(self, step: int, loss: float, last: bool, bar=None) -> None:
+        self._window.append(loss)
+        if (step + 1) % self.every == 0 or last:
+            self.points.append((step + 1, sum(self._window) / len(self._window)))
+            self._window = []
+            if bar is not None:
+                bar.set_postfix(loss=f"{self.points[-1][1]:.4f}")
+
+    @property
+    def final(self) -> float:
+        return self.points[-1][1] if self.points else float("nan")

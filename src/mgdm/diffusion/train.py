@@ -14,7 +14,7 @@ from mgdm.config import DDPMConfig
 from mgdm.data.splits import Dataset
 from mgdm.diffusion.unet import make_unet, scheduler_config, train_scheduler, unet_config
 from mgdm.files import load_training_state, save_model, save_training_state
-from mgdm.training import batch_generator, draw_indices, ema_update
+from mgdm.training import LossHistory, batch_generator, draw_indices, ema_update
 
 
 def run(dataset: Dataset, cfg: DDPMConfig, out_path: str | Path, seed: int = 0, device: str = "cpu",
@@ -37,7 +37,7 @@ def run(dataset: Dataset, cfg: DDPMConfig, out_path: str | Path, seed: int = 0, 
     if start:
         print(f"resuming from {resume_path} at step {start}")
     null = dataset.num_classes
-    history, window, t0 = {"loss": []}, [], time.time()
+    losses, t0 = LossHistory(), time.time()
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train_ddpm", disable=not progress)
     for step in bar:
         g = batch_generator(seed, step)
@@ -54,19 +54,14 @@ def run(dataset: Dataset, cfg: DDPMConfig, out_path: str | Path, seed: int = 0, 
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
         ema_update(ema, unet, cfg.ema_decay, step)
-        window.append(loss.item())
-        if (step + 1) % 10 == 0 or step + 1 == cfg.steps:
-            history["loss"].append((step + 1, sum(window) / len(window)))
-            bar.set_postfix(loss=f"{history['loss'][-1][1]:.4f}")
-            window = []
+        losses.add(step, loss.item(), step + 1 == cfg.steps, bar)
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
             save_training_state(resume_path, step + 1, {"unet": unet, "ema": ema}, opt, meta)
     save_model(out_path, ema, {"kind": "ddpm", "unet": net_cfg, "scheduler": sched_cfg,
                                "num_classes": dataset.num_classes, "null_label": null, "dataset": dataset.name})
-    final = history["loss"][-1][1] if history["loss"] else float("nan")
     params = sum(p.numel() for p in unet.parameters())
-    return {"metrics": {"final_loss": final, "parameters": params, "steps": cfg.steps,
-                        "resumed_from": start, "train_s": time.time() - t0}, "history": history}
+    return {"metrics": {"final_loss": losses.final, "parameters": params, "steps": cfg.steps,
+                        "resumed_from": start, "train_s": time.time() - t0}, "history": {"loss": losses.points}}
 
 
 def load_ddpm(path: str | Path, device: str = "cpu"):

@@ -14,7 +14,7 @@ from mgdm.data.splits import Dataset
 from mgdm.diffusion.unet import scheduler_config, train_scheduler
 from mgdm.files import load_model_config, load_training_state, load_weights, save_model, save_training_state
 from mgdm.guidance.noisy_classifier import NoisyClassifier
-from mgdm.training import batch_generator, draw_indices
+from mgdm.training import LossHistory, batch_generator, draw_indices
 
 
 @torch.no_grad()
@@ -46,7 +46,7 @@ def run(dataset: Dataset, cfg: GuidanceNetConfig, ddpm_cfg: DDPMConfig, out_path
     meta = {"config": cfg.model_dump(exclude={"steps", "checkpoint_every"}), "scheduler": sched_cfg, "seed": seed,
             "dataset": dataset.name}
     start = load_training_state(resume_path, {"net": net}, opt, meta)
-    history, window, t0 = {"loss": []}, [], time.time()
+    losses, t0 = LossHistory(), time.time()
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train_guidance_net",
                disable=not progress)
     for step in bar:
@@ -59,20 +59,15 @@ def run(dataset: Dataset, cfg: GuidanceNetConfig, ddpm_cfg: DDPMConfig, out_path
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        window.append(loss.item())
-        if (step + 1) % 10 == 0 or step + 1 == cfg.steps:
-            history["loss"].append((step + 1, sum(window) / len(window)))
-            bar.set_postfix(loss=f"{history['loss'][-1][1]:.3f}")
-            window = []
+        losses.add(step, loss.item(), step + 1 == cfg.steps, bar)
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
             save_training_state(resume_path, step + 1, {"net": net}, opt, meta)
     net.eval()
     val_images, val_labels = dataset.tensors("val")
     metrics = accuracy_by_noise(net.cpu(), scheduler, val_images, val_labels, seed)
     save_model(out_path, net, {"kind": "guidance_net", "net": net_cfg, "scheduler": sched_cfg, "dataset": dataset.name})
-    metrics.update(final_loss=history["loss"][-1][1] if history["loss"] else float("nan"),
-                   resumed_from=start, train_s=time.time() - t0)
-    return {"metrics": metrics, "history": history}
+    metrics.update(final_loss=losses.final, resumed_from=start, train_s=time.time() - t0)
+    return {"metrics": metrics, "history": {"loss": losses.points}}
 
 
 def load_guidance_net(path: str | Path, device: str = "cpu") -> NoisyClassifier:
