@@ -104,14 +104,21 @@ def run(dataset: Dataset, reference_net: str | Path, synthetic: dict[str, str | 
     ax.set(title=f"{dataset.name}: reference-net features ({cfg.embedding.upper()})", xticks=[], yticks=[])
     save_figure(fig, figures["embedding"])
 
-    per_class = 6
-    fig, axes = plt.subplots(1, len(grids), figsize=(2.2 * len(grids), 2.6), squeeze=False)
-    for ax, (name, (images, labels)) in zip(axes[0], grids.items()):
-        tiles = [images[labels == c][:per_class] for c in range(dataset.num_classes)]
-        rows_img = [np.concatenate(list(t) + [np.zeros_like(images[0])] * (per_class - len(t)), 1) for t in tiles]
+    grids = {"real-train": (train_images, train_labels), **grids}  # the reference panel comes first
+    per_class = min(6, min(np.bincount(labels, minlength=dataset.num_classes).max() for _, labels in grids.values()))
+    ncols = min(4, len(grids))
+    nrows = -(-len(grids) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.8 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (name, (images, labels)) in zip(axes.flat, grids.items()):
+        blank = np.zeros_like(images[0])
+        rows_img = [np.concatenate(list(images[labels == c][:per_class])
+                                   + [blank] * max(0, per_class - (labels == c).sum()), 1)
+                    for c in range(dataset.num_classes)]
         grid = np.concatenate(rows_img, 0)
-        ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray")
-        ax.set(title=name, xticks=[], yticks=[])
-    fig.suptitle(f"{dataset.name}: samples (rows: classes)")
+        ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(name)
+    fig.suptitle(f"{dataset.name}: synthetic samples (rows: classes {', '.join(map(str, range(dataset.num_classes)))})")
     save_figure(fig, figures["samples"])
     return {"sets": rows}
