@@ -216,8 +216,8 @@ def benchmark(a) -> int:
 def show_plan(a) -> int:
     from mgdm.estimate import estimate
 
-    plan = Plan(load(a.params, a.profile), a.params)
-    print(estimate(plan))
+    config = load(a.params, a.profile)
+    print(estimate(Plan(config, a.params), config.params.data_dir or os.environ.get("MGDM_DATA_DIR")))
     return 0
 
 

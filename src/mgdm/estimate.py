@@ -9,6 +9,8 @@ stage's metrics JSON and the Snakemake benchmark files.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mgdm.pipeline import STAGES, Plan
 
 UNET_STEP_S = 0.55 / (64 * 28 * 28 * 1.1e6)  # per image-pixel-parameter
@@ -30,15 +32,31 @@ def unet_parameters(cfg, image_size: int, channels: int, num_classes: int) -> fl
         return float(sum(t.numel() for t in make_unet(unet_config(cfg, image_size, channels, num_classes)).parameters()))
 
 
-def estimate(plan: Plan) -> str:
+def dataset_size(spec, data_dir: str | None) -> tuple[int, int] | None:
+    """Return (training images, classes) of a dataset without preprocessing it, or None if unknown."""
+    import numpy as np
+
+    if spec.source == "procedural":
+        return spec.n_train, spec.num_classes
+    if spec.source == "medmnist" and data_dir and (Path(data_dir) / spec.file).exists():
+        with np.load(Path(data_dir) / spec.file) as f:
+            labels = f["train_labels"]
+        return len(labels), int(labels.max()) + 1
+    return None
+
+
+def estimate(plan: Plan, data_dir: str | None = None) -> str:
     """Return a table of jobs per stage with estimated seconds, and the total."""
     cfg, p = plan.config, plan.config.profile
-    rows = []
+    rows, notes = [], []
     for d in p.datasets:
         spec = cfg.dataset(d)
         px = spec.image_size ** 2
-        n_train = spec.n_train if spec.source == "procedural" else {"retinamnist": 1080, "pneumoniamnist": 3882}.get(d, 2000)
-        k = spec.num_classes if spec.source == "procedural" else {"retinamnist": 5, "pneumoniamnist": 2}.get(d, 5)
+        size = dataset_size(spec, data_dir)
+        if size is None:
+            size = (2000, 5)
+            notes.append(f"{d}: data not found, assumed 2000 training images in 5 classes")
+        n_train, k = size
         params = unet_parameters(p.ddpm, spec.image_size, 3, k)
         sets = cfg.sample_sets()
         n_per_set = p.sampling.per_class * k
@@ -73,6 +91,6 @@ def estimate(plan: Plan) -> str:
         if stage in totals:
             lines.append(f"{stage:<22}{totals[stage][0]:>6}{totals[stage][1] / 60:>14.1f}")
     total = sum(t[1] for t in totals.values())
-    lines += ["", f"total: about {total / 60:.0f} min of compute on 2 cores (device {p.device}); "
+    lines += [""] + notes + [f"total: about {total / 60:.0f} min of compute on 2 cores (device {p.device}); "
               "stages without a dependency between them run side by side with --cores > 2"]
     return "\n".join(lines)

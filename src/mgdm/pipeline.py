@@ -9,6 +9,7 @@ output paths from here. So the two workflow managers and the code cannot drift a
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
@@ -80,6 +81,11 @@ def fields(pattern: str) -> list[str]:
     return [f for _, f, _, _ in string.Formatter().parse(pattern) if f]
 
 
+def dvc_fields(pattern: str, matrix: tuple[str, ...]) -> str:
+    """Write `{x}` placeholders as DVC does: `${item}` under foreach, `${item.x}` under matrix."""
+    return re.sub(r"\{(\w+)\}", r"${item.\1}" if len(matrix) > 1 else r"${item}", pattern)
+
+
 class Plan:
     """The stage table resolved for one profile: wildcard values, paths, commands."""
 
@@ -134,7 +140,7 @@ class Plan:
         s = STAGES[stage]
         args = s.args
         if style == "dvc":
-            args = re.sub(r"\{(\w+)\}", r"${item.\1}" if len(s.matrix) > 1 else r"${item}", args)
+            args = dvc_fields(args, s.matrix)
         return f"mgdm {stage.replace('_', '-')} --params {self.params_file} --profile {self.profile} {args}".strip()
 
     def settings(self, stage: str) -> str:
@@ -149,7 +155,7 @@ class Plan:
         """Return dvc.yaml's content: the same stages, foreach/matrix over the same values."""
         stages = {}
         for name, s in STAGES.items():
-            sub = (lambda p: re.sub(r"\{(\w+)\}", r"${item.\1}" if len(s.matrix) > 1 else r"${item}", p))
+            sub = functools.partial(dvc_fields, matrix=s.matrix)
             entry: dict = {"cmd": self.command(name, style="dvc")}
             if len(s.matrix) == 1:
                 entry = {"foreach": self.values[s.matrix[0]], "do": entry}
