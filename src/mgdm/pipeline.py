@@ -116,17 +116,9 @@ class Plan:
         return [p for o in (*s.outs, *([s.metrics] if s.metrics else [])) for p in self.expand(o, s.matrix)]
 
     def paths(self, stage: str, **wildcards) -> dict[str, str]:
-        """Return {file name: path} of one job's outputs, keyed by their base name without extension.
-
-        Two outs with one base name (model.safetensors, model.json) are keyed by the full name too.
-        """
-        out = {}
-        for p in self.outputs(stage):
-            path = p.format(**wildcards)
-            name = path.rsplit("/", 1)[-1]
-            out[name] = path
-            out.setdefault(name.rsplit(".", 1)[0], path)
-        return out
+        """Return {file name: path} of one job's outputs, e.g. {"model.safetensors": "results/..."}."""
+        paths = (p.format(**wildcards) for p in self.outputs(stage))
+        return {path.rsplit("/", 1)[-1]: path for path in paths}
 
     def metrics_path(self, stage: str, **wildcards) -> str:
         return STAGES[stage].metrics.replace("{root}", self.root).format(**wildcards)

@@ -69,12 +69,13 @@ def run(dataset: Dataset, reference_net: str | Path, synthetic: dict[str, str | 
     _, test_p = embed(model, test_images)
     centres = np.stack([real_f[train_labels == c].mean(0) for c in range(dataset.num_classes)])
     real_dist = np.linalg.norm(real_f - centres[train_labels], axis=1).mean()
-    rows, ent_frames, feats, grids = {}, [pd.DataFrame({"set": "real-test", "entropy": entropy(test_p)})], [], {}
+    test_ent = entropy(test_p)
+    rows, ent_frames, feats, grids = {}, [pd.DataFrame({"set": "real-test", "entropy": test_ent})], [], {}
     for name, path in synthetic.items():
         images, labels = load_synthetic(path, dataset)
         f, p = embed(model, images)
         ent = entropy(p)
-        ks = ks_2samp(ent, entropy(test_p))
+        ks = ks_2samp(ent, test_ent)
         density, coverage = density_coverage(real_f, f, cfg.knn_k)
         rows[name] = {
             "mean_entropy": float(ent.mean()),
@@ -86,7 +87,7 @@ def run(dataset: Dataset, reference_net: str | Path, synthetic: dict[str, str | 
         ent_frames.append(pd.DataFrame({"set": name, "entropy": ent}))
         feats.append((name, f))
         grids[name] = (images, labels)
-    rows["real-test"] = {"mean_entropy": float(entropy(test_p).mean())}
+    rows["real-test"] = {"mean_entropy": float(test_ent.mean())}
 
     fig, ax = plt.subplots(figsize=(7, 4))
     sns.kdeplot(pd.concat(ent_frames), x="entropy", hue="set", common_norm=False, clip=(0, None), ax=ax)
