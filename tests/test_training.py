@@ -10,7 +10,7 @@ from mgdm.config import DDPMConfig, DatasetSpec
 from mgdm.data import preprocess
 from mgdm.data.splits import Dataset, DataError
 from mgdm.diffusion import train as ddpm_train
-from mgdm.files import write_npz
+from mgdm.files import save_training_state, write_npz
 
 CFG = dict(channels=[8, 16], layers_per_block=1, attention=False, steps=6, batch_size=8, lr=1e-3,
            ema_decay=0.9, label_dropout=0.2, checkpoint_every=3)
@@ -24,11 +24,25 @@ def discs(tmp_path_factory):
     return Dataset(out / "dataset.npz")
 
 
-def test_resumed_ddpm_training_equals_an_unbroken_run(discs, tmp_path):
-    ddpm_train.run(discs, DDPMConfig(**CFG), tmp_path / "a" / "model.safetensors", progress=False)
-    # "killed" after 3 steps: train 3, then ask for 6 with the state left behind
-    ddpm_train.run(discs, DDPMConfig(**{**CFG, "steps": 3}), tmp_path / "b" / "model.safetensors", progress=False)
-    result = ddpm_train.run(discs, DDPMConfig(**CFG), tmp_path / "b" / "model.safetensors", progress=False)
+RECIPE = dict(normalization="standardize", prediction_type="v_prediction", snr_gamma=5.0, schedule="cosine",
+              zero_terminal_snr=True, timestep_spacing="trailing", warmup_steps=2, lr_decay="cosine", hflip=True)
+
+
+@pytest.mark.parametrize("recipe", [{}, RECIPE], ids=["first-recipe", "v-minsnr-ztsnr-warmup-cosine-flip"])
+def test_resumed_ddpm_training_equals_an_unbroken_run(discs, tmp_path, recipe, monkeypatch):
+    cfg = {**CFG, **recipe}
+    ddpm_train.run(discs, DDPMConfig(**cfg), tmp_path / "a" / "model.safetensors", progress=False)
+
+    def killed_after_first_checkpoint(*args, **kwargs):
+        save_training_state(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    # killed right after the step-3 checkpoint, then run again with the state left behind
+    monkeypatch.setattr(ddpm_train, "save_training_state", killed_after_first_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        ddpm_train.run(discs, DDPMConfig(**cfg), tmp_path / "b" / "model.safetensors", progress=False)
+    monkeypatch.setattr(ddpm_train, "save_training_state", save_training_state)
+    result = ddpm_train.run(discs, DDPMConfig(**cfg), tmp_path / "b" / "model.safetensors", progress=False)
     assert result["metrics"]["resumed_from"] == 3
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     assert a.keys() == b.keys()

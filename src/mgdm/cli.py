@@ -35,9 +35,14 @@ def stage_preprocess(config, plan, a):
 def stage_train_ddpm(config, plan, a):
     from mgdm.diffusion.train import run
 
+    from mgdm.metrics.probe import FidelityProbe
+
     out = plan.paths("train_ddpm", dataset=a.dataset)
-    return run(_dataset(plan, a.dataset), config.profile.ddpm, out["model.safetensors"], a.seed,
-               config.profile.device, a.progress), []
+    p, dataset = config.profile, _dataset(plan, a.dataset)
+    reference = plan.paths("train_reference_net", dataset=a.dataset)["model.safetensors"]
+    probe = FidelityProbe(dataset, reference, p.ddpm.probe_images, p.ddpm.probe_steps, p.sampling.seed, p.device,
+                          p.analysis.knn_k)
+    return run(dataset, p.ddpm, out["model.safetensors"], a.seed, p.device, a.progress, probe), []
 
 
 def stage_train_guidance_net(config, plan, a):
@@ -213,6 +218,43 @@ def benchmark(a) -> int:
     return 0
 
 
+def sweep_generator(a) -> int:
+    from mgdm import generator_sweep as sweep
+    from mgdm.files import read_json
+
+    config = load(a.params, a.profile)
+    plan = Plan(config, a.params)
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    p = config.profile
+    name = a.dataset or plan.values["dataset"][0]
+    unknown = [v for v in a.variant if v not in p.generator_sweep.variants]
+    if unknown:
+        raise ConfigError(f"{a.params} (profile {p.name!r}): unknown generator_sweep variant(s) {unknown}; "
+                          f"defined: {', '.join(p.generator_sweep.variants)}")
+    dataset = _dataset(plan, name)
+    reference = plan.paths("train_reference_net", dataset=name)["model.safetensors"]
+    if not Path(reference).exists():
+        raise ConfigError(f"{reference}: reference net not found; run `mgdm train-reference-net --profile {p.name} "
+                          f"--dataset {name}` first (the probe scores in its features)")
+    out_dir = Path(plan.root) / name / "generator_sweep"
+    names = a.variant or list(p.generator_sweep.variants)
+    if not a.table_only:
+        timings = sweep.step_timings(dataset, p, names, out_dir / "step_timings.json")
+    for v in names:
+        if not a.table_only:
+            r = sweep.run_variant(dataset, p, v, reference, out_dir, timings[v], a.seed, not a.no_progress)
+            print(f"{v}: " + ", ".join(f"{k.removeprefix('probe_')} {x:.3f}" for k, x in r["final"].items()))
+    records = [read_json(out_dir / f"{v}.json") for v in p.generator_sweep.variants if (out_dir / f"{v}.json").exists()]
+    floor = sweep.real_floor(dataset, p, reference)
+    sweep.write_outputs(records, floor, p, name, Path(plan.root) / "tables" / "generator",
+                        Path(plan.root) / "figures" / "generator.png")
+    print(f"wrote {plan.root}/tables/generator.md and {plan.root}/figures/generator.png ({len(records)} variants)")
+    return 0
+
+
 def show_plan(a) -> int:
     from mgdm.estimate import estimate
 
@@ -246,6 +288,15 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--threads", type=int, default=0)
     b.set_defaults(func=benchmark)
+    sw = sub.add_parser("sweep-generator", help="compare DDPM recipe variants at equal wall clock with the "
+                        "fidelity probe; e.g. mgdm sweep-generator --profile cpu --variant baseline")
+    sw.add_argument("--dataset", default=None, help="dataset (default: the profile's first)")
+    sw.add_argument("--variant", action="append", default=[], help="run only this variant (repeatable)")
+    sw.add_argument("--table-only", action="store_true", help="only rewrite the table and figure from finished variants")
+    sw.add_argument("--seed", type=int, default=0, help="training seed of every variant")
+    sw.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    sw.add_argument("--no-progress", action="store_true")
+    sw.set_defaults(func=sweep_generator)
     pl = sub.add_parser("plan", help="print the jobs of a profile and their estimated wall clock")
     pl.set_defaults(func=show_plan)
     for p in sub.choices.values():

@@ -75,8 +75,28 @@ class DDPMConfig(StepTraining):
     attention: bool = Field(description="self-attention at the lowest resolution")
     schedule: Literal["linear", "cosine"] = "linear"
     train_timesteps: int = Field(1000, ge=10)
+    zero_terminal_snr: bool = Field(False, description="rescale betas so x_T is pure noise (Lin et al. 2023)")
+    timestep_spacing: Literal["leading", "trailing"] = Field(
+        "leading", description="DDIM timesteps; trailing starts sampling at t = T-1")
+    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
+    snr_gamma: float | None = Field(None, gt=0, description="Min-SNR-gamma loss weighting (Hang et al. 2023); "
+                                    "null: plain MSE")
+    normalization: Literal["minmax", "standardize"] = Field(
+        "minmax", description="minmax: [-1, 1]; standardize: per-channel mean and std of the training split")
+    hflip: bool = Field(False, description="random horizontal flips of training images")
+    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up")
+    lr_decay: Literal["constant", "cosine"] = Field("constant", description="learning rate after warm-up")
     ema_decay: float = Field(ge=0, lt=1)
     label_dropout: float = Field(ge=0, lt=1, description="per-sample probability of the null class (CFG)")
+    probe_every: int = Field(0, ge=0, description="fidelity probe every N steps (0: only at the end)")
+    probe_images: int = Field(200, gt=0, description="images per probe (class-balanced)")
+    probe_steps: int = Field(20, gt=0, description="DDIM steps per probe image")
+
+    @model_validator(mode="after")
+    def _snr(self):
+        if self.zero_terminal_snr and self.prediction_type == "epsilon":
+            raise ValueError("zero_terminal_snr needs prediction_type v_prediction (epsilon is undefined at SNR 0)")
+        return self
 
 
 class GuidanceNetConfig(StepTraining):
@@ -166,6 +186,24 @@ class AnalysisConfig(Strict):
     knn_k: int = Field(5, gt=0)
 
 
+class GeneratorSweepConfig(Strict):
+    """Recipe variants compared at equal wall clock by `mgdm sweep-generator` (not part of the DAG)."""
+
+    budget_s: float = Field(300, gt=0, description="training wall clock per variant, seconds")
+    probes: int = Field(6, gt=0, description="probes per variant, evenly spaced")
+    base: dict = Field(default_factory=dict, description="ddpm overrides every variant starts from")
+    variants: dict[str, dict] = Field(default_factory=dict, description="name -> ddpm overrides on top of base")
+
+    @model_validator(mode="after")
+    def _overrides(self):
+        known = set(DDPMConfig.model_fields)
+        for name, over in {"base": self.base, **self.variants}.items():
+            bad = sorted(set(over) - known)
+            if bad:
+                raise ValueError(f"generator_sweep {name!r}: unknown ddpm setting(s) {bad}")
+        return self
+
+
 class Profile(Strict):
     name: str
     datasets: list[str] = Field(min_length=1)
@@ -177,6 +215,7 @@ class Profile(Strict):
     downstream: DownstreamConfig
     fidelity: FidelityConfig
     analysis: AnalysisConfig = AnalysisConfig()
+    generator_sweep: GeneratorSweepConfig = GeneratorSweepConfig()
 
 
 class Params(Strict):

@@ -18,6 +18,8 @@ UNET_FORWARD_S = 0.14 / (50 * 28 * 28 * 1.1e6)
 CLASSIFIER_IMAGE_EPOCH_S = 0.025 / (28 * 28)
 GUIDANCE_STEP_S = 0.35  # width 32, batch 64, 28 px
 JOB_OVERHEAD_S = 6.0  # python, torch and mlflow imports, logging
+PROBE_SCORE_S = 3.0  # reference-net features and metrics of one probe
+FIDELITY_CALL_S = 4.0  # one torch-fidelity call (IS, FID, KID, PR) of ~200 images against cached real features
 SAMPLER_PASSES = {"none": 1.0, "classifier": 1.4, "entropy": 1.4, "margin": 1.4, "leastconf": 1.4, "cfg": 2.0,
                   "mgdm": 2.0 + 1.0 + 1.4}  # stage 1 (cfg), inversion, guided decode
 
@@ -63,13 +65,16 @@ def estimate(plan: Plan, data_dir: str | None = None) -> str:
         forward = UNET_FORWARD_S * px * params
         rows += [
             ("preprocess", 1, 2),
-            ("train_ddpm", 1, p.ddpm.steps * UNET_STEP_S * p.ddpm.batch_size * px * params),
+            ("train_ddpm", 1, p.ddpm.steps * UNET_STEP_S * p.ddpm.batch_size * px * params
+             # the fidelity probe: every probe_every steps and at the end, plain DDIM of probe_images
+             + (p.ddpm.steps // p.ddpm.probe_every if p.ddpm.probe_every else 1)
+             * (p.ddpm.probe_steps * p.ddpm.probe_images * forward + PROBE_SCORE_S)),
             ("train_guidance_net", 1, p.guidance_net.steps * GUIDANCE_STEP_S * p.guidance_net.batch_size / 64
              * px / 784 * (p.guidance_net.width / 32) ** 2),
             ("train_reference_net", 1, p.reference_net.epochs * n_train * CLASSIFIER_IMAGE_EPOCH_S * px),
             ("sample", len(sets), sum(SAMPLER_PASSES[s.split("-s")[0]] for s in sets) * p.sampling.ddim_steps
              * n_per_set * forward),
-            ("fidelity", len(sets), 5 * len(sets)),
+            ("fidelity", len(sets), FIDELITY_CALL_S * 4 * len(sets)),  # the set and three floor draws
             ("train_baseline", len(p.downstream.networks) * len(p.downstream.seeds),
              len(p.downstream.networks) * len(p.downstream.seeds) * p.downstream.epochs * n_train
              * CLASSIFIER_IMAGE_EPOCH_S * px),

@@ -79,8 +79,9 @@ def load_weights(path: str | Path, model: torch.nn.Module) -> torch.nn.Module:
 
 
 def save_training_state(path: str | Path, step: int, modules: dict[str, torch.nn.Module],
-                        optimizer: torch.optim.Optimizer, meta: dict) -> None:
-    """Write everything needed to resume training at `step` (safetensors + JSON sidecar)."""
+                        optimizer: torch.optim.Optimizer, meta: dict, extra: dict | None = None) -> None:
+    """Write everything needed to resume training at `step` (safetensors + JSON sidecar; `extra` rides along
+    in the JSON without being compared on resume, e.g. the probe curves so far)."""
     tensors = {f"{name}.{k}": v.detach().contiguous().cpu()
                for name, m in modules.items() for k, v in m.state_dict().items()}
     opt = optimizer.state_dict()
@@ -95,7 +96,7 @@ def save_training_state(path: str | Path, step: int, modules: dict[str, torch.nn
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp))
     write_json(path.with_suffix(".json"), {"step": step, "param_groups": opt["param_groups"],
-                                           "optimizer_scalars": scalars, **meta})
+                                           "optimizer_scalars": scalars, **meta, **(extra or {})})
 
 
 def load_training_state(path: str | Path, modules: dict[str, torch.nn.Module],
@@ -145,3 +146,12 @@ def write_image_grid(path: str | Path, images: np.ndarray, labels: np.ndarray, p
     im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
     with atomic_path(path) as tmp:
         im.save(tmp, format="PNG")
+
+
+def save_figure(fig, path: str | Path) -> None:
+    """Write a matplotlib figure as PNG (atomically) and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    plt.close(fig)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from mgdm.config import Config
 
-TABLES = ("downstream", "fidelity", "distribution", "runtime")
+TABLES = ("downstream", "fidelity", "distribution", "guidance_net", "runtime")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ FIGURES = "{root}/figures"
 STAGES = {s.name: s for s in [
     Stage("preprocess", ("dataset",), "--dataset {dataset}", (),
           (DATA, f"{D}/data/preview.png"), f"{D}/data/summary.json"),
-    Stage("train_ddpm", ("dataset",), "--dataset {dataset}", (DATA,),
+    Stage("train_ddpm", ("dataset",), "--dataset {dataset}", (DATA, REFERENCE_NET),
           (DDPM, f"{D}/ddpm/model.json"), f"{D}/ddpm/metrics.json", ("ddpm",), threads=2, priority=10),
     Stage("train_guidance_net", ("dataset",), "--dataset {dataset}", (DATA,),
           (GUIDANCE_NET, f"{D}/guidance_net/model.json"), f"{D}/guidance_net/metrics.json", ("guidance_net", "ddpm"),

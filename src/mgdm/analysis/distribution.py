@@ -2,7 +2,8 @@
 
 Per set: the reference net's predictive entropy (histogram and a KS test against real test
 images), distance to the real class centres, agreement with the conditioning label, density and
-coverage (Naeem et al. 2020) against real training features, and a shared 2-D embedding.
+coverage (Naeem et al. 2020) against real training features, per-channel colour statistics, and a
+shared 2-D embedding; beside them the same numbers for held-out real images (the floor).
 """
 
 from __future__ import annotations
@@ -23,45 +24,42 @@ from sklearn.manifold import TSNE  # noqa: E402
 
 from mgdm.classifiers.stage import load_classifier, load_synthetic  # noqa: E402
 from mgdm.config import AnalysisConfig  # noqa: E402
-from mgdm.data.splits import Dataset, to_model_range  # noqa: E402
-from mgdm.files import atomic_path  # noqa: E402
+from mgdm.data.splits import Dataset  # noqa: E402
+from mgdm.files import save_figure  # noqa: E402
+from mgdm.metrics.features import (channel_stats, class_mix_mean, density_coverage, embed, entropy,  # noqa: E402
+                                   matched_subsets)
 
 
-@torch.no_grad()
-def embed(model, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Return (features, probabilities) of uint8 NHWC images under the reference net."""
-    feats, probs = [], []
-    for i in range(0, len(images), batch_size):
-        f = model.features(to_model_range(images[i:i + batch_size]))
-        feats.append(f)
-        probs.append(torch.softmax(model.net.get_classifier()(f), -1))
-    return torch.cat(feats).numpy(), torch.cat(probs).numpy()
+def colour(images: np.ndarray) -> dict:
+    """Return per-channel mean and std (0-255) as table text and as lists."""
+    mean, std = channel_stats(images)
+    return {"channel_mean": " / ".join(f"{m:.0f}" for m in mean), "channel_std": " / ".join(f"{x:.0f}" for x in std),
+            "channel_mean_values": mean.tolist(), "channel_std_values": std.tolist()}
 
 
-def entropy(probs: np.ndarray) -> np.ndarray:
-    return -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(1)
-
-
-def density_coverage(real: np.ndarray, fake: np.ndarray, k: int) -> tuple[float, float]:
-    """Return (density, coverage) of `fake` against `real` with k-nearest-neighbour balls (Naeem et al. 2020)."""
-    real_t, fake_t = torch.from_numpy(real), torch.from_numpy(fake)
-    radii = torch.cdist(real_t, real_t).kthvalue(k + 1, dim=1).values  # k+1: the point itself is nearest
-    d = torch.cdist(fake_t, real_t)  # (fake, real)
-    inside = d < radii[None]
-    density = inside.sum().item() / (k * len(fake))
-    coverage = (d.min(0).values < radii).float().mean().item()
-    return density, coverage
-
-
-def save_figure(fig, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-    plt.close(fig)
+def set_row(model, images, labels, real_f, centres, real_dist, target_mean, k, test_ent=None) -> tuple[dict, tuple]:
+    """Return one table row of a set of images (synthetic or real) and its (features, entropy)."""
+    f, p = embed(model, images)
+    ent = entropy(p)
+    density, coverage = density_coverage(real_f, f, k)
+    row = {"n": len(labels), "mean_entropy": float(ent.mean()),
+           "centre_distance": float(np.linalg.norm(f - centres[labels], axis=1).mean() / real_dist),
+           "label_agreement": float((p.argmax(1) == labels).mean()), "density": density, "coverage": coverage,
+           **colour(images), "colour_error": float(np.abs(channel_stats(images)[0] - target_mean).max())}
+    if test_ent is not None:
+        ks = ks_2samp(ent, test_ent)
+        row.update(ks_entropy_stat=float(ks.statistic), ks_entropy_p=float(ks.pvalue))
+    return row, (f, ent)
 
 
 def run(dataset: Dataset, reference_net: str | Path, synthetic: dict[str, str | Path], cfg: AnalysisConfig,
-        figures: dict[str, str | Path], seed: int = 0) -> dict:
-    """Write the entropy, embedding and sample figures; return per-set distribution metrics."""
+        figures: dict[str, str | Path], seed: int = 0, floor_draws: int = 3) -> dict:
+    """Write the entropy, embedding and sample figures; return per-set distribution metrics.
+
+    Every set is scored at the same n and class mix as its floor, held-out real images (val + test)
+    drawn `floor_draws` times; colour_error is the largest per-channel mean difference (0-255) from the
+    real training mean under the set's class mix.
+    """
     model = load_classifier(reference_net)
     train_images, train_labels = dataset.numpy("train")
     test_images, _ = dataset.numpy("test")
@@ -70,23 +68,32 @@ def run(dataset: Dataset, reference_net: str | Path, synthetic: dict[str, str | 
     centres = np.stack([real_f[train_labels == c].mean(0) for c in range(dataset.num_classes)])
     real_dist = np.linalg.norm(real_f - centres[train_labels], axis=1).mean()
     test_ent = entropy(test_p)
-    rows, ent_frames, feats, grids = {}, [pd.DataFrame({"set": "real-test", "entropy": test_ent})], [], {}
+    k = cfg.knn_k
+    rows = {"real-train": {"n": len(train_labels), **colour(train_images)}}
+    ent_frames, feats, grids = [pd.DataFrame({"set": "real-test", "entropy": test_ent})], [], {}
+    floor_rows = []
     for name, path in synthetic.items():
         images, labels = load_synthetic(path, dataset)
-        f, p = embed(model, images)
-        ent = entropy(p)
-        ks = ks_2samp(ent, test_ent)
-        density, coverage = density_coverage(real_f, f, cfg.knn_k)
-        rows[name] = {
-            "mean_entropy": float(ent.mean()),
-            "ks_entropy_stat": float(ks.statistic), "ks_entropy_p": float(ks.pvalue),
-            "centre_distance": float(np.linalg.norm(f - centres[labels], axis=1).mean() / real_dist),
-            "label_agreement": float((p.argmax(1) == labels).mean()),
-            "density": density, "coverage": coverage,
-        }
+        fake_idx, _, _ = matched_subsets(labels, dataset, 0)
+        target = class_mix_mean(train_images, train_labels, labels[fake_idx])
+        rows[name], (f, ent) = set_row(model, images[fake_idx], labels[fake_idx], real_f, centres, real_dist, target,
+                                       k, test_ent)
+        if not floor_rows:  # every set has the same class plan, so one floor serves all
+            for draw in range(floor_draws):
+                _, real_images, real_labels = matched_subsets(labels, dataset, draw)
+                floor_rows.append(set_row(model, real_images, real_labels, real_f, centres, real_dist, target, k)[0])
         ent_frames.append(pd.DataFrame({"set": name, "entropy": ent}))
         feats.append((name, f))
         grids[name] = (images, labels)
+    if floor_rows:
+        numeric = pd.DataFrame(floor_rows).select_dtypes("number")
+        floor = numeric.mean().to_dict()
+        floor.update({f"{c}_std": v for c, v in numeric.std(ddof=0).items() if c != "n"})
+        mean = np.mean([r["channel_mean_values"] for r in floor_rows], 0)
+        std = np.mean([r["channel_std_values"] for r in floor_rows], 0)
+        floor.update(channel_mean=" / ".join(f"{m:.0f}" for m in mean), channel_std=" / ".join(f"{x:.0f}" for x in std),
+                     channel_mean_values=mean.tolist(), channel_std_values=std.tolist())
+        rows["real-heldout"] = floor
     rows["real-test"] = {"mean_entropy": float(test_ent.mean())}
 
     fig, ax = plt.subplots(figsize=(7, 4))

@@ -11,11 +11,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from mgdm.analysis.distribution import save_figure  # noqa: E402
 from mgdm.classifiers.zoo import NETWORKS  # noqa: E402
-from mgdm.files import atomic_path, read_json  # noqa: E402
+from mgdm.files import atomic_path, read_json, save_figure  # noqa: E402
 
 GRADING = ("acc", "balanced_acc", "macro_f1", "auc", "qwk")
+FLOOR = "real-heldout"
+FIDELITY_COLUMNS = ("fid", "fid ÷ floor", "kid", "precision", "recall", "f_score", "is")
+DISTRIBUTION_COLUMNS = ("n", "label_agreement", "mean_entropy", "ks_entropy_stat", "ks_entropy_p", "centre_distance",
+                        "density", "coverage", "channel_mean", "channel_std", "colour_error")
+
+
+def floor_row(fidelity_metrics: dict) -> dict:
+    """Return the floor's metrics from a fidelity JSON (`floor_<metric>`), under the sets' column names."""
+    return {k.removeprefix("floor_"): v for k, v in fidelity_metrics.items()
+            if k.startswith("floor_") and not k.endswith("_std")}
 
 
 def write_table(df: pd.DataFrame, stem: str | Path, caption: str) -> None:
@@ -50,7 +59,7 @@ def downstream_table(runs: pd.DataFrame) -> pd.DataFrame:
 def run(profile: str, datasets: list[str], sets: list[str], networks: list[str], seeds: list[int],
         image_sizes: dict[str, int], metrics, tables_dir: str | Path, figures: dict[str, str | Path]) -> dict:
     """Read every stage's metrics JSON (at `metrics(stage, **wildcards)`) and write tables and figures."""
-    down, fid, dist, runtime = [], [], [], []
+    down, fid, dist, runtime, guidance = [], [], [], [], []
     for d in datasets:
         for n in networks:
             for s in ["real", *sets]:
@@ -61,15 +70,25 @@ def run(profile: str, datasets: list[str], sets: list[str], networks: list[str],
                     down.append({"dataset": d, "network": n, "adaptation": adaptation, "train set": s, "seed": seed,
                                  **{k: m.get(k) for k in GRADING}})
                     runtime.append({"stage": stage, "job": f"{d}/{n}/{s}/seed{seed}", "wall_s": m.get("wall_s")})
-        for s in sets:
+        for i, s in enumerate(sets):
             f = read_json(metrics("fidelity", dataset=d, set=s))
-            fid.append({"dataset": d, "set": s, **{k: v for k, v in f.items() if k.split("_")[0] in ("domain", "inception")}})
+            fid.append({"dataset": d, "set": s, "n": f.get("n_fake"),
+                        **{k: v for k, v in f.items() if k.split("_")[0] in ("domain", "inception")}})
+            if i == len(sets) - 1:  # every set has the same class plan and n, so they share one floor
+                fid.append({"dataset": d, "set": FLOOR, "n": f.get("n_fake"), **floor_row(f)})
             runtime.append({"stage": "fidelity", "job": f"{d}/{s}", "wall_s": f.get("wall_s")})
             runtime.append({"stage": "sample", "job": f"{d}/{s}",
                             "wall_s": read_json(metrics("sample", dataset=d, set=s)).get("wall_s")})
         analysis = read_json(metrics("analyze", dataset=d))
-        for s, row in analysis["sets"].items():
-            dist.append({"dataset": d, "set": s, **row})
+        for s in [*sets, FLOOR, "real-train", "real-test"]:  # the analysis JSON has its keys sorted
+            row = analysis["sets"].get(s)
+            if row is None:
+                continue
+            dist.append({"dataset": d, "set": s, **{k: v for k, v in row.items()
+                                                    if not k.endswith(("_values", "_std")) or k == "channel_std"}})
+        g = read_json(metrics("train_guidance_net", dataset=d))
+        guidance.append({"dataset": d, **{k.replace("val_acc_t", "t = "): v for k, v in g.items()
+                                          if k.startswith("val_acc_t")}})
         for stage in ("preprocess", "train_ddpm", "train_guidance_net", "train_reference_net", "analyze"):
             runtime.append({"stage": stage, "job": d, "wall_s": read_json(metrics(stage, dataset=d)).get("wall_s")})
 
@@ -78,13 +97,30 @@ def run(profile: str, datasets: list[str], sets: list[str], networks: list[str],
     caption = (f"Downstream grading on the real test split (profile `{profile}`; networks trained on real + each "
                f"synthetic set, epoch selected on real validation AUC; mean ± std over seeds {seeds}).")
     write_table(downstream_table(runs), tables_dir / "downstream", caption)
-    write_table(pd.DataFrame(fid), tables_dir / "fidelity",
+    fd = pd.DataFrame(fid)
+    for col in [c for c in fd if c.endswith("_fid")]:
+        floors = fd[fd["set"] == FLOOR].set_index("dataset")[col]
+        fd[f"{col} ÷ floor"] = [v / floors[d] for d, v in zip(fd["dataset"], fd[col])]
+    order = [f"{e}_{m}" for e in ("domain", "inception") for m in FIDELITY_COLUMNS]
+    fd = fd[["dataset", "set", "n"] + [c for c in order if c in fd]]
+    write_table(fd, tables_dir / "fidelity",
                 f"Fidelity of each synthetic set against the real training split (profile `{profile}`); "
-                "'domain' uses the reference net's features, 'inception' torch-fidelity's Inception-V3.")
-    write_table(pd.DataFrame(dist), tables_dir / "distribution",
-                f"Synthetic sets in the reference net's feature space (profile `{profile}`): mean entropy, KS test "
+                "'domain' uses the reference net's features, 'inception' torch-fidelity's Inception-V3. "
+                f"'{FLOOR}': val + test images in the same class mix and number n, scored the same way (mean "
+                "of 3 draws): what a generator that matched the data would score. Sets are scored on their first n "
+                "images in that class mix (FID is biased by n).")
+    dd = pd.DataFrame(dist)
+    dd = dd[["dataset", "set"] + [c for c in DISTRIBUTION_COLUMNS if c in dd]].astype({"n": "Int64"})
+    write_table(dd, tables_dir / "distribution",
+                f"Image sets in the reference net's feature space (profile `{profile}`): mean entropy, KS test "
                 "of entropy against real test images, distance to real class centres (1 = real average), "
-                "agreement of the reference net with the conditioning label, density and coverage.")
+                "agreement of the reference net with the conditioning label, density and coverage (k "
+                "nearest neighbours of the real training features), per-channel mean and std (0-255), and "
+                "colour_error: the largest per-channel mean difference from the real training images under the "
+                f"same class mix. '{FLOOR}': val + test images at the same n and class mix (mean of 3 draws).")
+    write_table(pd.DataFrame(guidance), tables_dir / "guidance_net",
+                f"Accuracy of the noise-conditioned guidance net on real validation images noised to step t "
+                f"(profile `{profile}`): uncertainty guidance is only as informative as this classifier.")
     rt = pd.DataFrame(runtime).groupby("stage", sort=False)["wall_s"].agg(["count", "sum", "max"]).reset_index()
     rt.columns = ["stage", "jobs", "total wall s", "longest job s"]
     write_table(rt, tables_dir / "runtime", f"Wall clock per stage (profile `{profile}`), as each job measured it.")
@@ -96,7 +132,7 @@ def run(profile: str, datasets: list[str], sets: list[str], networks: list[str],
     save_figure(g.figure, figures["downstream"])
 
     acc = runs.groupby(["dataset", "train set"])["acc"].mean()
-    fd = pd.DataFrame(fid)
+    fd = pd.DataFrame([r for r in fid if r["set"] != FLOOR])
     fd["Δacc vs real"] = [acc[(d, s)] - acc[(d, "real")] for d, s in zip(fd["dataset"], fd["set"])]
     fig, ax = plt.subplots(figsize=(6, 4))
     x = "domain_fid" if "domain_fid" in fd else "inception_fid"

@@ -1,41 +1,83 @@
-"""Stage `train_ddpm`: a class-conditional DDPM with per-sample label dropout, EMA and resume."""
+"""Stage `train_ddpm`: a class-conditional DDPM with per-sample label dropout, EMA and resume.
+
+The recipe is params (ddpm.*): epsilon or v-prediction, Min-SNR-gamma weighting (diffusers'
+`compute_snr`), linear or cosine betas with optional zero terminal SNR, [-1, 1] or per-channel
+standardised data, flips, learning-rate warm-up and cosine decay (diffusers' `get_scheduler`).
+A `probe` callback scores the EMA model every `probe_every` steps (quality vs training step).
+"""
 
 from __future__ import annotations
 
 import copy
 import time
+import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
-import torch.nn.functional as F
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import compute_snr
 from tqdm import tqdm
 
 from mgdm.config import DDPMConfig
+from mgdm.data.normalization import Normalization
 from mgdm.data.splits import Dataset
 from mgdm.diffusion.unet import make_unet, scheduler_config, train_scheduler, unet_config
-from mgdm.files import load_training_state, save_model, save_training_state
+from mgdm.files import load_training_state, read_json, save_model, save_training_state
 from mgdm.training import LossHistory, batch_generator, draw_indices, ema_update
+
+Probe = Callable[[torch.nn.Module, dict, Normalization], dict]
+
+
+def min_snr_weight(snr: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
+    """Return the Min-SNR-gamma loss weight per sample: min(snr, g) / snr for epsilon, / (snr + 1) for v."""
+    clipped = snr.clamp(max=gamma)
+    if prediction_type == "v_prediction":
+        return clipped / (snr + 1)
+    return torch.where(snr > 0, clipped / snr.clamp(min=1e-12), torch.ones_like(snr))
+
+
+def diffusion_loss(unet, scheduler, x0, y, noise, t, cfg: DDPMConfig) -> torch.Tensor:
+    """Return the (optionally Min-SNR-weighted) MSE of the UNet's eps or v prediction."""
+    target = noise if cfg.prediction_type == "epsilon" else scheduler.get_velocity(x0, noise, t)
+    pred = unet(scheduler.add_noise(x0, noise, t), t, class_labels=y).sample
+    per_sample = (pred - target).pow(2).flatten(1).mean(1)
+    if cfg.snr_gamma:
+        per_sample = per_sample * min_snr_weight(compute_snr(scheduler, t), cfg.snr_gamma, cfg.prediction_type)
+    return per_sample.mean()
 
 
 def run(dataset: Dataset, cfg: DDPMConfig, out_path: str | Path, seed: int = 0, device: str = "cpu",
-        progress: bool = True) -> dict:
+        progress: bool = True, probe: Probe | None = None) -> dict:
     """Train and write the EMA UNet to `out_path` (safetensors + JSON); return metrics and history."""
     out_path = Path(out_path)
     resume_path = out_path.with_name("resume.safetensors")
-    images, labels = dataset.tensors("train")
-    images, labels = images.to(device), labels.to(device)
+    train_u8, labels = dataset.numpy("train")
+    norm = Normalization.fit(cfg.normalization, train_u8)
+    images, labels = norm.encode(train_u8).to(device), torch.from_numpy(labels).long().to(device)
     net_cfg = unet_config(cfg, dataset.image_size, dataset.channels, dataset.num_classes)
-    sched_cfg = scheduler_config(cfg)
+    sched_cfg = scheduler_config(cfg, norm.clip_range)
     torch.manual_seed(seed)
     unet = make_unet(net_cfg).to(device)
     ema = copy.deepcopy(unet).requires_grad_(False)
     scheduler = train_scheduler(sched_cfg)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
+    lr_sched = get_scheduler("cosine" if cfg.lr_decay == "cosine" else "constant_with_warmup", opt,
+                             num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps)
     # `steps` is left out: raising it continues a finished run instead of starting over.
-    meta = {"config": cfg.model_dump(exclude={"steps", "checkpoint_every"}), "seed": seed, "dataset": dataset.name}
+    meta = {"config": cfg.model_dump(exclude={"steps", "checkpoint_every", "probe_every"}), "seed": seed,
+            "dataset": dataset.name}
     start = load_training_state(resume_path, {"unet": unet, "ema": ema}, opt, meta)
+    probes: dict[str, list] = {}
     if start:
         print(f"resuming from {resume_path} at step {start}")
+        probes = read_json(resume_path.with_suffix(".json")).get("probes", {})
+        with warnings.catch_warnings():  # the schedule is a function of the step: fast-forward it
+            warnings.simplefilter("ignore")
+            for _ in range(start):
+                lr_sched.step()
+    model_config = {"kind": "ddpm", "unet": net_cfg, "scheduler": sched_cfg, "normalization": norm.to_dict(),
+                    "num_classes": dataset.num_classes, "null_label": dataset.num_classes, "dataset": dataset.name}
     null = dataset.num_classes
     losses, t0 = LossHistory(), time.time()
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train_ddpm", disable=not progress)
@@ -46,22 +88,32 @@ def run(dataset: Dataset, cfg: DDPMConfig, out_path: str | Path, seed: int = 0, 
         # Per-sample label dropout: every batch trains both the conditional and the null model.
         drop = (torch.rand(len(y), generator=g) < cfg.label_dropout).to(device)
         y = torch.where(drop, torch.full_like(y, null), y)
+        if cfg.hflip:
+            flip = (torch.rand(len(y), generator=g) < 0.5).to(device)
+            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
         noise = torch.randn(x0.shape, generator=g).to(device)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(y),), generator=g).to(device)
-        loss = F.mse_loss(unet(scheduler.add_noise(x0, noise, t), t, class_labels=y).sample, noise)
+        loss = diffusion_loss(unet, scheduler, x0, y, noise, t, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
+        lr_sched.step()
         ema_update(ema, unet, cfg.ema_decay, step)
         losses.add(step, loss.item(), step + 1 == cfg.steps, bar)
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-            save_training_state(resume_path, step + 1, {"unet": unet, "ema": ema}, opt, meta)
-    save_model(out_path, ema, {"kind": "ddpm", "unet": net_cfg, "scheduler": sched_cfg,
-                               "num_classes": dataset.num_classes, "null_label": null, "dataset": dataset.name})
+        last = step + 1 == cfg.steps
+        if probe is not None and ((cfg.probe_every and (step + 1) % cfg.probe_every == 0) or last):
+            for k, v in probe(ema, model_config, norm).items():
+                probes.setdefault(k, []).append((step + 1, v))
+            bar.set_postfix(loss=f"{losses.final:.4f}", fid=f"{probes.get('probe_fid', [(0, float('nan'))])[-1][1]:.1f}")
+        if (step + 1) % cfg.checkpoint_every == 0 or last:
+            save_training_state(resume_path, step + 1, {"unet": unet, "ema": ema}, opt, meta, {"probes": probes})
+    save_model(out_path, ema, model_config)
     params = sum(p.numel() for p in unet.parameters())
-    return {"metrics": {"final_loss": losses.final, "parameters": params, "steps": cfg.steps,
-                        "resumed_from": start, "train_s": time.time() - t0}, "history": {"loss": losses.points}}
+    metrics = {"final_loss": losses.final, "parameters": params, "steps": cfg.steps, "resumed_from": start,
+               "train_s": time.time() - t0}
+    metrics.update({k: v[-1][1] for k, v in probes.items()})
+    return {"metrics": metrics, "history": {"loss": losses.points, **probes}}
 
 
 def load_ddpm(path: str | Path, device: str = "cpu"):
@@ -71,3 +123,10 @@ def load_ddpm(path: str | Path, device: str = "cpu"):
     config = load_model_config(path)
     unet = load_weights(path, make_unet(config["unet"])).to(device).eval().requires_grad_(False)
     return unet, config
+
+
+def model_normalization(config: dict) -> Normalization:
+    """The normalization a DDPM was trained with (older checkpoints: [-1, 1])."""
+    n = config.get("normalization")
+    return Normalization(n["mean"], n["std"]) if n else Normalization([0.5] * config["unet"]["in_channels"],
+                                                                    [0.5] * config["unet"]["in_channels"])

@@ -26,9 +26,12 @@ def make_unet(config: dict) -> UNet2DModel:
     return UNet2DModel(**config)
 
 
-def scheduler_config(cfg: DDPMConfig) -> dict:
+def scheduler_config(cfg: DDPMConfig, clip_range: float = 1.0) -> dict:
+    """Return DDPMScheduler kwargs; `clip_range` bounds predicted x_0 (the normalization's largest |x|)."""
     return dict(num_train_timesteps=cfg.train_timesteps, beta_schedule=BETA_SCHEDULES[cfg.schedule],
-                beta_start=1e-4, beta_end=2e-2, clip_sample=True, prediction_type="epsilon")
+                beta_start=1e-4, beta_end=2e-2, clip_sample=True, clip_sample_range=clip_range,
+                prediction_type=cfg.prediction_type, rescale_betas_zero_snr=cfg.zero_terminal_snr,
+                timestep_spacing=cfg.timestep_spacing)
 
 
 def train_scheduler(config: dict) -> DDPMScheduler:

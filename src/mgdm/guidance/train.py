@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from mgdm.config import DDPMConfig, GuidanceNetConfig
+from mgdm.data.normalization import Normalization
 from mgdm.data.splits import Dataset
 from mgdm.diffusion.unet import scheduler_config, train_scheduler
 from mgdm.files import load_model_config, load_training_state, load_weights, save_model, save_training_state
@@ -19,11 +20,14 @@ from mgdm.training import LossHistory, batch_generator, draw_indices
 
 @torch.no_grad()
 def accuracy_by_noise(net, scheduler, images, labels, seed: int) -> dict:
-    """Return validation accuracy of `net` at five timesteps from 0 to T-1 (how far into the noise it sees)."""
+    """Return validation accuracy of `net` on images noised to t = 0, T/4, T/2, 3T/4 and T-1.
+
+    Uncertainty guidance is only as good as this classifier: where it is at chance, its gradient is noise.
+    """
     g = torch.Generator().manual_seed(seed)
     out = {}
-    last = scheduler.config.num_train_timesteps - 1
-    for t in (0, last // 4, last // 2, 3 * last // 4, last):
+    T = scheduler.config.num_train_timesteps
+    for t in (0, T // 4, T // 2, 3 * T // 4, T - 1):
         tt = torch.full((len(labels),), t, dtype=torch.long)
         noise = torch.randn(images.shape, generator=g)
         pred = net(scheduler.add_noise(images, noise, tt), tt).argmax(-1)
@@ -36,8 +40,11 @@ def run(dataset: Dataset, cfg: GuidanceNetConfig, ddpm_cfg: DDPMConfig, out_path
     """Train and write the guidance net; return metrics (val accuracy per noise level) and history."""
     out_path = Path(out_path)
     resume_path = out_path.with_name("resume.safetensors")
-    images, labels = (t.to(device) for t in dataset.tensors("train"))
-    sched_cfg = scheduler_config(ddpm_cfg)
+    # The guidance net sees exactly what the DDPM's sampler feeds it: x_t in the DDPM's normalized space.
+    train_u8, labels = dataset.numpy("train")
+    norm = Normalization.fit(ddpm_cfg.normalization, train_u8)
+    images, labels = norm.encode(train_u8).to(device), torch.from_numpy(labels).long().to(device)
+    sched_cfg = scheduler_config(ddpm_cfg, norm.clip_range)
     scheduler = train_scheduler(sched_cfg)
     torch.manual_seed(seed)
     net_cfg = {"in_channels": dataset.channels, "num_classes": dataset.num_classes, "width": cfg.width}
@@ -63,7 +70,8 @@ def run(dataset: Dataset, cfg: GuidanceNetConfig, ddpm_cfg: DDPMConfig, out_path
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
             save_training_state(resume_path, step + 1, {"net": net}, opt, meta)
     net.eval()
-    val_images, val_labels = dataset.tensors("val")
+    val_u8, val_labels = dataset.numpy("val")
+    val_images, val_labels = norm.encode(val_u8), torch.from_numpy(val_labels).long()
     metrics = accuracy_by_noise(net.cpu(), scheduler, val_images, val_labels, seed)
     save_model(out_path, net, {"kind": "guidance_net", "net": net_cfg, "scheduler": sched_cfg, "dataset": dataset.name})
     metrics.update(final_loss=losses.final, resumed_from=start, train_s=time.time() - t0)

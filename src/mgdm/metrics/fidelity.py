@@ -1,4 +1,5 @@
-"""Stage `fidelity`: FID / IS / KID / precision-recall of a synthetic set against the real training set.
+"""Stage `fidelity`: FID / IS / KID / precision-recall of a synthetic set against the real training set,
+beside the same numbers for held-out real images (the floor: what a perfect generator would score).
 
 torch-fidelity computes everything. Two feature extractors: its standard Inception-V3 (weights from a
 local file; nothing is downloaded) and a domain extractor, the reference net trained on the real
@@ -7,6 +8,7 @@ data, which works offline and measures distance in features that know the diseas
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from mgdm.classifiers.stage import load_classifier, load_synthetic
 from mgdm.config import FidelityConfig
 from mgdm.data.splits import Dataset
+from mgdm.metrics.features import matched_subsets
 
 DOMAIN = "mgdm-reference-net"
 
@@ -71,29 +74,48 @@ class ImageSet(torch.utils.data.Dataset):
         return x.expand(3, -1, -1).contiguous() if x.shape[0] == 1 else x
 
 
-def fidelity(fake: np.ndarray, real: np.ndarray, extractor: str, weights: str, cfg: FidelityConfig) -> dict:
-    """Return IS, FID, KID and precision/recall of `fake` against `real` in one extractor's features."""
+def fidelity(fake: np.ndarray, real: np.ndarray, extractor: str, weights: str, cfg: FidelityConfig,
+             real_cache: str | None = None) -> dict:
+    """Return IS, FID, KID and precision/recall of `fake` against `real` in one extractor's features.
+
+    With `real_cache` (a folder), the real images' features are computed once and reused from there.
+    """
     kid_subset = min(cfg.kid_subset_size, len(fake), len(real))
     name = DOMAIN if extractor == "domain" else "inception-v3-compat"
+    cache = dict(cache=True, cache_root=real_cache, input2_cache_name=f"real-{extractor}") if real_cache else {"cache": False}
     out = torch_fidelity.calculate_metrics(
         input1=ImageSet(fake), input2=ImageSet(real), cuda=torch.cuda.is_available(), isc=True, fid=True, kid=True,
         prc=True, feature_extractor=name, feature_extractor_weights_path=weights, kid_subset_size=kid_subset,
-        batch_size=cfg.batch_size, verbose=False, cache=False, save_cpu_ram=True)
+        batch_size=cfg.batch_size, verbose=False, save_cpu_ram=True, **cache)
     keys = {"inception_score_mean": "is", "frechet_inception_distance": "fid", "kernel_inception_distance_mean": "kid",
             "kernel_inception_distance_std": "kid_std", "precision": "precision", "recall": "recall", "f_score": "f_score"}
     return {f"{extractor}_{short}": float(out[k]) for k, short in keys.items() if k in out}
 
 
-def run(dataset: Dataset, synthetic: str | Path, reference_net: str | Path, cfg: FidelityConfig) -> dict:
-    """Return fidelity metrics of one synthetic set for every configured extractor."""
-    fake, _ = load_synthetic(synthetic, dataset)
+def run(dataset: Dataset, synthetic: str | Path, reference_net: str | Path, cfg: FidelityConfig,
+        floor_draws: int = 3) -> dict:
+    """Return fidelity metrics of one synthetic set, and of held-out real images (the floor), per extractor.
+
+    Both are scored against the real training split at the same n and class mix; the floor is the mean
+    (and std) over `floor_draws` draws of held-out images.
+    """
+    fake, fake_labels = load_synthetic(synthetic, dataset)
     real, _ = dataset.numpy("train")
     metrics, t0 = {}, time.time()
     for extractor in cfg.feature_extractors:
         weights = str(reference_net) if extractor == "domain" else cfg.inception_weights
         if extractor == "inception" and not Path(weights).exists():
             raise FileNotFoundError(f"{weights}: Inception weights not found (fidelity.inception_weights)")
-        metrics.update(fidelity(fake, real, extractor, weights, cfg))
+        floors = []
+        with tempfile.TemporaryDirectory() as cache:
+            for draw in range(floor_draws):
+                fake_idx, floor_images, _ = matched_subsets(fake_labels, dataset, draw)
+                if draw == 0:
+                    metrics.update(fidelity(fake[fake_idx], real, extractor, weights, cfg, cache))
+                floors.append(fidelity(floor_images, real, extractor, weights, cfg, cache))
+        for key in floors[0]:
+            values = np.array([f[key] for f in floors])
+            metrics[f"floor_{key}"], metrics[f"floor_{key}_std"] = float(values.mean()), float(values.std())
     metrics["fidelity_s"] = time.time() - t0
-    metrics["n_fake"], metrics["n_real"] = len(fake), len(real)
+    metrics["n_fake"], metrics["n_real"] = len(fake_idx), len(real)
     return {"metrics": metrics}

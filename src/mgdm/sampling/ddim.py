@@ -4,6 +4,7 @@ Every guidance acts on the noise estimate:
 
     eps_hat = eps - sqrt(1 - alpha_bar_t) * grad_x[ scale * M(p_phi(. | x_t, t), y) ]
 
+(a v-prediction model's output is shifted so that the noise it implies is eps_hat)
 and classifier-free guidance mixes eps_c + w (eps_c - eps_u), so that w = 0 is plain conditional
 sampling (the "0 means none" convention of params.yaml). The diffusers schedulers own the
 timesteps and the update; these functions only build the noise estimate.
@@ -20,7 +21,7 @@ Measure = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def noise_estimate(unet, x, t, y, null_label: int, cfg_scale: float = 0.0) -> torch.Tensor:
-    """Return eps(x_t, t, y); with cfg_scale > 0, one batched forward of conditional and null labels."""
+    """Return the model output (eps or v) at (x_t, t, y); with cfg_scale > 0, one batched forward of conditional and null labels."""
     tt = t.expand(len(x)) if t.ndim == 0 else t
     if cfg_scale == 0:
         return unet(x, tt, class_labels=y).sample
@@ -44,14 +45,28 @@ def guided_ddim(unet, x, y, scheduler, steps: int, *, null_label: int, cfg_scale
     """Return x_0 decoded from the noise `x` for labels `y` by DDIM under the given guidance."""
     scheduler.set_timesteps(steps)
     for i, t in enumerate(tqdm(scheduler.timesteps, desc="ddim", disable=disable, leave=False)):
-        eps = noise_estimate(unet, x, t, y, null_label, cfg_scale)
-        if scale and measure is not None:
-            alpha_bar = scheduler.alphas_cumprod[t].to(x)
-            eps = eps - (1 - alpha_bar).sqrt() * scale * measure_gradient(guidance_net, measure, x, t, y)
-        x = scheduler.step(eps, t, x, eta=eta, generator=generator).prev_sample
+        out = noise_estimate(unet, x, t, y, null_label, cfg_scale)
+        alpha_bar = scheduler.alphas_cumprod[t].to(x)
+        # At zero terminal SNR, x_T holds no image: no measurement of it can guide (and the shift is 1/0).
+        if scale and measure is not None and alpha_bar > 0:
+            shift = -(1 - alpha_bar).sqrt() * scale * measure_gradient(guidance_net, measure, x, t, y)
+            out = guide(out, shift, alpha_bar, scheduler.config.prediction_type)
+        x = scheduler.step(out, t, x, eta=eta, generator=generator).prev_sample
         if callback is not None:
-            callback({"i": i, "t": t, "x": x, "eps": eps})
+            callback({"i": i, "t": t, "x": x, "eps": out})
     return x
+
+
+def guide(model_output, eps_shift, alpha_bar, prediction_type: str) -> torch.Tensor:
+    """Return the model output whose implied noise is eps + eps_shift (x_t fixed).
+
+    For v-prediction, eps = sqrt(a) v + sqrt(1 - a) x_t, so shifting eps by d shifts v by d / sqrt(a).
+    """
+    if prediction_type == "epsilon":
+        return model_output + eps_shift
+    if prediction_type == "v_prediction":
+        return model_output + eps_shift / alpha_bar.sqrt()
+    raise ValueError(f"guidance needs an epsilon or v_prediction model, not {prediction_type!r}")
 
 
 @torch.no_grad()

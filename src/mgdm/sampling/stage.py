@@ -10,8 +10,7 @@ import torch
 from tqdm import tqdm
 
 from mgdm.config import SamplingConfig, parse_set_name
-from mgdm.data.splits import to_uint8
-from mgdm.diffusion.train import load_ddpm
+from mgdm.diffusion.train import load_ddpm, model_normalization
 from mgdm.diffusion.unet import ddim_schedulers
 from mgdm.files import write_image_grid, write_npz
 from mgdm.guidance.measures import MEASURES
@@ -32,7 +31,7 @@ def label_plan(cfg: SamplingConfig, train_counts: list[int]) -> np.ndarray:
 
 def sample_batch(unet, guidance_net, noise, y, guidance: str, scale: float, cfg: SamplingConfig, null_label: int,
                  sampler, inverter, generator) -> torch.Tensor:
-    """Return x_0 in [-1, 1] for one batch under `guidance` at `scale`."""
+    """Return x_0 (in the DDPM's normalized space) for one batch under `guidance` at `scale`."""
     common = dict(null_label=null_label)
     if guidance == "mgdm":
         stage1 = cfg.mgdm.stage1
@@ -57,6 +56,7 @@ def run(ddpm_path: str | Path, guidance_path: str | Path, set_name: str, cfg: Sa
     unet, ddpm_cfg = load_ddpm(ddpm_path, device)
     guidance_net = load_guidance_net(guidance_path, device)
     sampler, inverter = ddim_schedulers(ddpm_cfg["scheduler"])
+    norm = model_normalization(ddpm_cfg)
     labels = label_plan(cfg, train_counts)
     # The same seed for every set: set k's image i starts from the same noise as in every other set,
     # so sets differ only by their guidance (paired comparisons).
@@ -68,7 +68,7 @@ def run(ddpm_path: str | Path, guidance_path: str | Path, set_name: str, cfg: Sa
         y = torch.from_numpy(labels[i:i + cfg.batch_size]).to(device)
         x = sample_batch(unet, guidance_net, noise[i:i + cfg.batch_size].to(device), y, guidance, scale, cfg,
                          ddpm_cfg["null_label"], sampler, inverter, g)
-        out.append(to_uint8(x))
+        out.append(norm.decode(x))
     images, wall = np.concatenate(out), time.time() - t0
     n = len(labels)
     write_npz(out_npz, images=images, labels=labels.astype(np.int64), guidance=np.full(n, guidance),

@@ -1,0 +1,165 @@
+"""`mgdm sweep-generator`: DDPM recipe variants trained for equal wall clock and probed as they train.
+
+Each variant is the profile's `ddpm` settings, then `generator_sweep.base`, then its own overrides
+(params.yaml). Its step count is the wall-clock budget divided by its own measured
+seconds per step, so a wider UNet gets fewer steps, as it would on the same machine. The probe
+(metrics/probe.py) scores the EMA model `probes` times; the real-vs-real floor is the same probe
+applied to held-out real images in the same class mix. Output: one JSON per variant (resumable:
+a finished variant is skipped, a killed one resumes), a table and a figure.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from mgdm.config import DDPMConfig, Profile  # noqa: E402
+from mgdm.data.normalization import Normalization  # noqa: E402
+from mgdm.data.splits import Dataset  # noqa: E402
+from mgdm.diffusion import train as ddpm_train  # noqa: E402
+from mgdm.diffusion.unet import make_unet, scheduler_config, train_scheduler, unet_config  # noqa: E402
+from mgdm.files import read_json, write_json  # noqa: E402
+from mgdm.metrics.features import balanced_heldout  # noqa: E402
+from mgdm.metrics.probe import FidelityProbe, score  # noqa: E402
+
+METRICS = ("probe_fid", "probe_recall", "probe_coverage", "probe_precision", "probe_label_agreement",
+           "probe_colour_error")
+# Settings that say how long or how often, not what is trained: not part of a recipe.
+SCHEDULING = {"steps", "checkpoint_every", "probe_every", "probe_images", "probe_steps"}
+
+
+def seconds_per_step(dataset: Dataset, cfg: DDPMConfig, device: str = "cpu", warmup: int = 2, n: int = 6) -> float:
+    """Return the measured wall clock of one training step of `cfg` (forward, backward, AdamW)."""
+    images, labels = dataset.numpy("train")
+    norm = Normalization.fit(cfg.normalization, images)
+    unet = make_unet(unet_config(cfg, dataset.image_size, dataset.channels, dataset.num_classes)).to(device)
+    scheduler = train_scheduler(scheduler_config(cfg, norm.clip_range))
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr)
+    g = torch.Generator().manual_seed(0)
+    x0 = norm.encode(images[:cfg.batch_size]).to(device)
+    y = torch.from_numpy(labels[:cfg.batch_size]).long().to(device)
+    for i in range(warmup + n):
+        if i == warmup:
+            t0 = time.perf_counter()
+        noise = torch.randn(x0.shape, generator=g).to(device)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(y),), generator=g).to(device)
+        loss = ddpm_train.diffusion_loss(unet, scheduler, x0, y, noise, t, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return (time.perf_counter() - t0) / n
+
+
+def recipe(cfg: DDPMConfig) -> dict:
+    return {k: v for k, v in cfg.model_dump().items() if k not in SCHEDULING}
+
+
+def variant_config(profile: Profile, name: str) -> DDPMConfig:
+    return DDPMConfig(**{**profile.ddpm.model_dump(), **profile.generator_sweep.base,
+                         **profile.generator_sweep.variants[name]})
+
+
+def step_timings(dataset: Dataset, profile: Profile, names: list[str], path: str | Path) -> dict[str, float]:
+    """Return seconds per step of each variant, measured back to back before any training (so that what
+    else the machine does later cannot tilt the budgets), and kept in `path` for resumed sweeps."""
+    path = Path(path)
+    timings = read_json(path) if path.exists() else {}
+    for name in names:
+        cfg = variant_config(profile, name)
+        # Recipes on the same UNet and batch cost the same per step: one measurement each, so timing
+        # noise cannot hand one recipe more steps than another.
+        arch = f"{cfg.channels} x{cfg.layers_per_block} attention={cfg.attention} batch={cfg.batch_size}"
+        if arch not in timings:
+            timings[arch] = seconds_per_step(dataset, cfg, profile.device, n=20)
+            write_json(path, timings)
+        timings[name] = timings[arch]
+    return timings
+
+
+def run_variant(dataset: Dataset, profile: Profile, name: str, reference_net: str | Path, out_dir: str | Path,
+                s_step: float, seed: int = 0, progress: bool = True) -> dict:
+    """Train one variant for the sweep's budget (at `s_step` seconds per step) with probes; write its record."""
+    out_dir = Path(out_dir)
+    record_path = out_dir / f"{name}.json"
+    if record_path.exists():
+        return read_json(record_path)
+    sweep = profile.generator_sweep
+    overrides = sweep.variants[name]
+    cfg = variant_config(profile, name)
+    steps = max(1, int(sweep.budget_s / s_step))
+    every = max(1, steps // sweep.probes)
+    cfg = cfg.model_copy(update={"steps": steps, "probe_every": every, "checkpoint_every": every})
+    probe = FidelityProbe(dataset, reference_net, cfg.probe_images, cfg.probe_steps, profile.sampling.seed,
+                          profile.device, profile.analysis.knn_k)
+    result = ddpm_train.run(dataset, cfg, out_dir / name / "model.safetensors", seed, profile.device, progress, probe)
+    record = {"variant": name, "overrides": overrides, "recipe": recipe(cfg), "s_per_step": s_step, "steps": steps,
+              "train_s": result["metrics"]["train_s"],
+              "final": {k: result["metrics"][k] for k in METRICS},
+              "curve": {k: result["history"][k] for k in METRICS}}
+    write_json(record_path, record)
+    return record
+
+
+def real_floor(dataset: Dataset, profile: Profile, reference_net: str | Path, draws: int = 3) -> dict:
+    """Return the probe's metrics for held-out real images (val + test) in the probe's class mix, mean over draws."""
+    from mgdm.classifiers.stage import load_classifier
+    from mgdm.metrics.features import class_mix_mean, embed, heldout
+
+    model = load_classifier(reference_net)
+    train, train_labels = dataset.numpy("train")
+    real_f, _ = embed(model, train)
+    held = heldout(dataset)
+    k = dataset.num_classes
+    per_class = np.bincount(np.arange(profile.ddpm.probe_images) % k, minlength=k)
+    rows = []
+    for d in range(draws):
+        images, labels = balanced_heldout(*held, per_class, seed=d)
+        rows.append({**score(images, labels, model, real_f, class_mix_mean(train, train_labels, labels),
+                             profile.analysis.knn_k), "n": len(labels)})
+    return pd.DataFrame(rows).mean().to_dict()
+
+
+def write_outputs(records: list[dict], floor: dict, profile: Profile, dataset_name: str, table: str | Path,
+                  figure: str | Path) -> None:
+    """Write the sweep's table (markdown + LaTeX) and figure (probe curves against training seconds)."""
+    from mgdm.analysis.tables import write_table
+    from mgdm.files import save_figure
+
+    in_profile = recipe(profile.ddpm)
+    rows = []
+    for r in records:
+        chosen = all(in_profile.get(k) == v for k, v in r["recipe"].items())
+        rows.append({"variant": r["variant"] + (" (profile)" if chosen else ""),
+                     "overrides": ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "--",
+                     "s/step": r["s_per_step"], "steps": r["steps"],
+                     **{k.removeprefix("probe_"): r["final"][k] for k in METRICS}})
+    rows.append({"variant": "real-heldout", "overrides": f"n={floor['n']:.0f} val+test images",
+                 **{k.removeprefix("probe_"): floor[k] for k in METRICS}})
+    p = profile.ddpm
+    caption = (f"DDPM recipe variants on {dataset_name} (profile `{profile.name}`), each trained for "
+               f"{profile.generator_sweep.budget_s:g} s of wall clock from the profile's ddpm settings plus the "
+               f"overrides shown; probe: {p.probe_images} class-balanced images, {p.probe_steps}-step DDIM, "
+               "reference-net features against the real training split; colour_error is the "
+               f"largest per-channel mean difference (0-255) from the real mean under the same class mix. "
+               f"'(profile)' marks the recipe the profile now uses. Floor: held-out real images, mean of 3 draws.")
+    write_table(pd.DataFrame(rows), table, caption)
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    for ax, m in zip(axes.flat, METRICS):
+        for r in records:
+            steps, values = zip(*r["curve"][m])
+            ax.plot(np.array(steps) * r["s_per_step"], values, marker="o", ms=3, label=r["variant"])
+        ax.axhline(floor[m], color="black", ls="--", lw=1, label="real held-out")
+        ax.set(title=m.removeprefix("probe_"), xlabel="training wall clock (s)")
+    axes.flat[0].set_yscale("log")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f"{dataset_name}: generator probe vs training time (profile {profile.name})")
+    fig.tight_layout()
+    save_figure(fig, figure)
