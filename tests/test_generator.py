@@ -96,3 +96,21 @@ def test_class_mix_mean_and_heldout_draws():
     assert class_mix_mean(u8, labels, np.array([0, 1, 1]))[0] == pytest.approx(60.0)
     im, lab = balanced_heldout(u8, labels, np.array([5, 1]), seed=0)
     assert np.bincount(lab).tolist() == [3, 1], "never more than a class has, never repeated"
+
+
+def test_sweep_generator_writes_curves_table_and_floor(tmp_workflow):
+    from conftest import run
+
+    for stage in ("preprocess", "train-reference-net"):
+        run(["mgdm", stage, "--profile", "smoke", "--dataset", "discs", "--no-mlflow", "--no-progress"], tmp_workflow)
+    res = run(["mgdm", "sweep-generator", "--profile", "smoke", "--no-progress"], tmp_workflow)
+    assert "2 variants" in res.stdout
+    table = (tmp_workflow / "results/smoke/tables/generator.md").read_text()
+    for row in ("| baseline (profile)", "| v-minsnr ", "| real-heldout "):
+        assert row in table
+    assert (tmp_workflow / "results/smoke/figures/generator.png").stat().st_size > 5000
+    record = tmp_workflow / "results/smoke/discs/generator_sweep/v-minsnr.json"
+    written = record.stat().st_mtime_ns
+    # a finished variant is not trained again
+    again = run(["mgdm", "sweep-generator", "--profile", "smoke", "--no-progress", "--variant", "v-minsnr"], tmp_workflow)
+    assert record.stat().st_mtime_ns == written and "v-minsnr: fid" in again.stdout

@@ -248,6 +248,8 @@ def sweep_generator(a) -> int:
             r = sweep.run_variant(dataset, p, v, reference, out_dir, timings[v], a.seed, not a.no_progress)
             print(f"{v}: " + ", ".join(f"{k.removeprefix('probe_')} {x:.3f}" for k, x in r["final"].items()))
     records = [read_json(out_dir / f"{v}.json") for v in p.generator_sweep.variants if (out_dir / f"{v}.json").exists()]
+    full = sweep.profile_record(Path(plan.root) / name / "ddpm", p)
+    records += [full] if full else []
     floor = sweep.real_floor(dataset, p, reference)
     sweep.write_outputs(records, floor, p, name, Path(plan.root) / "tables" / "generator",
                         Path(plan.root) / "figures" / "generator.png")

@@ -127,6 +127,19 @@ def real_floor(dataset: Dataset, profile: Profile, reference_net: str | Path, dr
     return pd.DataFrame(rows).mean().to_dict()
 
 
+def profile_record(ddpm_dir: str | Path, profile: Profile) -> dict | None:
+    """Return the pipeline's own train_ddpm run as a sweep record (its probe curve), if it has finished."""
+    ddpm_dir = Path(ddpm_dir)
+    if not (ddpm_dir / "metrics.json").exists() or not (ddpm_dir / "resume.json").exists():
+        return None
+    m, curve = read_json(ddpm_dir / "metrics.json"), read_json(ddpm_dir / "resume.json").get("probes", {})
+    if not all(k in curve for k in METRICS):
+        return None
+    return {"variant": f"train_ddpm (profile {profile.name}, full budget)", "recipe": recipe(profile.ddpm),
+            "s_per_step": m["train_s"] / m["steps"], "steps": m["steps"], "final": {k: m[k] for k in METRICS},
+            "curve": {k: curve[k] for k in METRICS}}
+
+
 def write_outputs(records: list[dict], floor: dict, profile: Profile, dataset_name: str, table: str | Path,
                   figure: str | Path) -> None:
     """Write the sweep's table (markdown + LaTeX) and figure (probe curves against training seconds)."""
@@ -134,23 +147,35 @@ def write_outputs(records: list[dict], floor: dict, profile: Profile, dataset_na
     from mgdm.files import save_figure
 
     in_profile = recipe(profile.ddpm)
-    rows = []
+    rows, previous = [], recipe(DDPMConfig(**{**profile.ddpm.model_dump(), **profile.generator_sweep.base}))
     for r in records:
-        chosen = all(in_profile.get(k) == v for k, v in r["recipe"].items())
+        chosen = "overrides" in r and all(in_profile.get(k) == v for k, v in r["recipe"].items())
+        changed = {k: v for k, v in r["recipe"].items() if previous.get(k) != v}
+        changes = ", ".join(f"{k}={v}" for k, v in changed.items()) or "--"
+        if "overrides" not in r:  # the pipeline's own run: not part of the chain
+            changes = "the (profile) recipe, at the profile's steps"
+        else:
+            previous = r["recipe"]
         rows.append({"variant": r["variant"] + (" (profile)" if chosen else ""),
-                     "overrides": ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "--",
+                     "changes from the row above": changes,
                      "s/step": r["s_per_step"], "steps": r["steps"],
                      **{k.removeprefix("probe_"): r["final"][k] for k in METRICS}})
-    rows.append({"variant": "real-heldout", "overrides": f"n={floor['n']:.0f} val+test images",
+    rows.append({"variant": "real-heldout", "changes from the row above": f"n={floor['n']:.0f} val+test images",
                  **{k.removeprefix("probe_"): floor[k] for k in METRICS}})
     p = profile.ddpm
     caption = (f"DDPM recipe variants on {dataset_name} (profile `{profile.name}`), each trained for "
-               f"{profile.generator_sweep.budget_s:g} s of wall clock from the profile's ddpm settings plus the "
-               f"overrides shown; probe: {p.probe_images} class-balanced images, {p.probe_steps}-step DDIM, "
+               f"{profile.generator_sweep.budget_s:g} s of wall clock (steps = budget / measured s per step) from the "
+               f"sweep's base settings plus its overrides, listed as changes from the row above; probe: {p.probe_images} class-balanced images, {p.probe_steps}-step DDIM, "
                "reference-net features against the real training split; colour_error is the "
                f"largest per-channel mean difference (0-255) from the real mean under the same class mix. "
-               f"'(profile)' marks the recipe the profile now uses. Floor: held-out real images, mean of 3 draws.")
-    write_table(pd.DataFrame(rows), table, caption)
+               "'(profile)' marks the recipe the profile now uses; the last variant row, where present, is the "
+               "pipeline's own train_ddpm with that recipe at the profile's full step budget (its s/step includes "
+               "the probes). Floor: held-out real images, mean of 3 draws.")
+    df = pd.DataFrame(rows)
+    df["fid ÷ floor"] = df["fid"] / floor["probe_fid"]
+    df = df[["variant", "changes from the row above", "s/step", "steps", "fid", "fid ÷ floor",
+             *[m.removeprefix("probe_") for m in METRICS[1:]]]].astype({"steps": "Int64"})
+    write_table(df, table, caption)
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
     for ax, m in zip(axes.flat, METRICS):
         for r in records:
