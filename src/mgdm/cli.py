@@ -246,7 +246,7 @@ def sweep_generator(a) -> int:
     for v in names:
         if not a.table_only:
             r = sweep.run_variant(dataset, p, v, reference, out_dir, timings[v], a.seed, not a.no_progress)
-            print(f"{v}: " + ", ".join(f"{k.removeprefix('probe_')} {x:.3f}" for k, x in r["final"].items()))
+            print(f"{v}: " + ", ".join(f"{k.removeprefix('probe_')} {r['final'][k]:.3f}" for k in sweep.METRICS))
     records = [read_json(out_dir / f"{v}.json") for v in p.generator_sweep.variants if (out_dir / f"{v}.json").exists()]
     full = sweep.profile_record(Path(plan.root) / name / "ddpm", p)
     records += [full] if full else []
