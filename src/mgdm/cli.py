@@ -243,8 +243,7 @@ def sweep_generator(a) -> int:
     names = a.variant or list(p.generator_sweep.variants)
     if not a.table_only:
         timings = sweep.step_timings(dataset, p, names, out_dir / "step_timings.json")
-    for v in names:
-        if not a.table_only:
+        for v in names:
             r = sweep.run_variant(dataset, p, v, reference, out_dir, timings[v], a.seed, not a.no_progress)
             print(f"{v}: " + ", ".join(f"{k.removeprefix('probe_')} {r['final'][k]:.3f}" for k in sweep.METRICS))
     records = [read_json(out_dir / f"{v}.json") for v in p.generator_sweep.variants if (out_dir / f"{v}.json").exists()]

@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from mgdm.config import DDPMConfig, Profile  # noqa: E402
-from mgdm.data.normalization import Normalization  # noqa: E402
+from mgdm.data.normalization import encode_split  # noqa: E402
 from mgdm.data.splits import Dataset  # noqa: E402
 from mgdm.diffusion import train as ddpm_train  # noqa: E402
 from mgdm.diffusion.unet import make_unet, scheduler_config, train_scheduler, unet_config  # noqa: E402
@@ -38,14 +38,12 @@ SCHEDULING = {"steps", "checkpoint_every", "probe_every", "probe_images", "probe
 
 def seconds_per_step(dataset: Dataset, cfg: DDPMConfig, device: str = "cpu", warmup: int = 2, n: int = 6) -> float:
     """Return the measured wall clock of one training step of `cfg` (forward, backward, AdamW)."""
-    images, labels = dataset.numpy("train")
-    norm = Normalization.fit(cfg.normalization, images)
+    norm, images, labels = encode_split(dataset, cfg.normalization)
     unet = make_unet(unet_config(cfg, dataset.image_size, dataset.channels, dataset.num_classes)).to(device)
     scheduler = train_scheduler(scheduler_config(cfg, norm.clip_range))
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr)
     g = torch.Generator().manual_seed(0)
-    x0 = norm.encode(images[:cfg.batch_size]).to(device)
-    y = torch.from_numpy(labels[:cfg.batch_size]).long().to(device)
+    x0, y = images[:cfg.batch_size].to(device), labels[:cfg.batch_size].to(device)
     for i in range(warmup + n):
         if i == warmup:
             t0 = time.perf_counter()

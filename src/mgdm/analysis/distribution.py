@@ -17,7 +17,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-import torch  # noqa: E402
 from scipy.stats import ks_2samp  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
@@ -30,9 +29,8 @@ from mgdm.metrics.features import (channel_stats, class_mix_mean, density_covera
                                    matched_subsets)
 
 
-def colour(images: np.ndarray) -> dict:
+def colour(mean: np.ndarray, std: np.ndarray) -> dict:
     """Return per-channel mean and std (0-255) as table text and as lists."""
-    mean, std = channel_stats(images)
     return {"channel_mean": " / ".join(f"{m:.0f}" for m in mean), "channel_std": " / ".join(f"{x:.0f}" for x in std),
             "channel_mean_values": mean.tolist(), "channel_std_values": std.tolist()}
 
@@ -42,10 +40,11 @@ def set_row(model, images, labels, real_f, centres, real_dist, target_mean, k, t
     f, p = embed(model, images)
     ent = entropy(p)
     density, coverage = density_coverage(real_f, f, k)
+    mean, std = channel_stats(images)
     row = {"n": len(labels), "mean_entropy": float(ent.mean()),
            "centre_distance": float(np.linalg.norm(f - centres[labels], axis=1).mean() / real_dist),
            "label_agreement": float((p.argmax(1) == labels).mean()), "density": density, "coverage": coverage,
-           **colour(images), "colour_error": float(np.abs(channel_stats(images)[0] - target_mean).max())}
+           **colour(mean, std), "colour_error": float(np.abs(mean - target_mean).max())}
     if test_ent is not None:
         ks = ks_2samp(ent, test_ent)
         row.update(ks_entropy_stat=float(ks.statistic), ks_entropy_p=float(ks.pvalue))
@@ -69,7 +68,7 @@ def run(dataset: Dataset, reference_net: str | Path, synthetic: dict[str, str | 
     real_dist = np.linalg.norm(real_f - centres[train_labels], axis=1).mean()
     test_ent = entropy(test_p)
     k = cfg.knn_k
-    rows = {"real-train": {"n": len(train_labels), **colour(train_images)}}
+    rows = {"real-train": {"n": len(train_labels), **colour(*channel_stats(train_images))}}
     ent_frames, feats, grids = [pd.DataFrame({"set": "real-test", "entropy": test_ent})], [], {}
     floor_rows = []
     for name, path in synthetic.items():
@@ -89,10 +88,7 @@ def run(dataset: Dataset, reference_net: str | Path, synthetic: dict[str, str | 
         numeric = pd.DataFrame(floor_rows).select_dtypes("number")
         floor = numeric.mean().to_dict()
         floor.update({f"{c}_std": v for c, v in numeric.std(ddof=0).items() if c != "n"})
-        mean = np.mean([r["channel_mean_values"] for r in floor_rows], 0)
-        std = np.mean([r["channel_std_values"] for r in floor_rows], 0)
-        floor.update(channel_mean=" / ".join(f"{m:.0f}" for m in mean), channel_std=" / ".join(f"{x:.0f}" for x in std),
-                     channel_mean_values=mean.tolist(), channel_std_values=std.tolist())
+        floor.update(colour(*(np.mean([r[f"channel_{s}_values"] for r in floor_rows], 0) for s in ("mean", "std"))))
         rows["real-heldout"] = floor
     rows["real-test"] = {"mean_entropy": float(test_ent.mean())}
 

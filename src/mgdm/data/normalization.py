@@ -53,3 +53,14 @@ class Normalization:
 
     def to_dict(self) -> dict:
         return {"mean": self.mean, "std": self.std}
+
+
+def encode_split(dataset, kind: str, split: str = "train", fit_on: str = "train"):
+    """Return (the normalization of `kind` fitted on `fit_on`, `split`'s images encoded by it, int64 labels).
+
+    The DDPM, the guidance net and the sweep's timing all see data through this one door, so they
+    cannot disagree on the model space.
+    """
+    norm = Normalization.fit(kind, dataset.numpy(fit_on)[0])
+    images, labels = dataset.numpy(split)
+    return norm, norm.encode(images), torch.from_numpy(labels).long()

@@ -20,7 +20,7 @@ from diffusers.training_utils import compute_snr
 from tqdm import tqdm
 
 from mgdm.config import DDPMConfig
-from mgdm.data.normalization import Normalization
+from mgdm.data.normalization import Normalization, encode_split
 from mgdm.data.splits import Dataset
 from mgdm.diffusion.unet import make_unet, scheduler_config, train_scheduler, unet_config
 from mgdm.files import load_training_state, read_json, save_model, save_training_state
@@ -52,9 +52,8 @@ def run(dataset: Dataset, cfg: DDPMConfig, out_path: str | Path, seed: int = 0, 
     """Train and write the EMA UNet to `out_path` (safetensors + JSON); return metrics and history."""
     out_path = Path(out_path)
     resume_path = out_path.with_name("resume.safetensors")
-    train_u8, labels = dataset.numpy("train")
-    norm = Normalization.fit(cfg.normalization, train_u8)
-    images, labels = norm.encode(train_u8).to(device), torch.from_numpy(labels).long().to(device)
+    norm, images, labels = encode_split(dataset, cfg.normalization)
+    images, labels = images.to(device), labels.to(device)
     net_cfg = unet_config(cfg, dataset.image_size, dataset.channels, dataset.num_classes)
     sched_cfg = scheduler_config(cfg, norm.clip_range)
     torch.manual_seed(seed)

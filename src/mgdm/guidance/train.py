@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from mgdm.config import DDPMConfig, GuidanceNetConfig
-from mgdm.data.normalization import Normalization
+from mgdm.data.normalization import encode_split
 from mgdm.data.splits import Dataset
 from mgdm.diffusion.unet import scheduler_config, train_scheduler
 from mgdm.files import load_model_config, load_training_state, load_weights, save_model, save_training_state
@@ -41,9 +41,8 @@ def run(dataset: Dataset, cfg: GuidanceNetConfig, ddpm_cfg: DDPMConfig, out_path
     out_path = Path(out_path)
     resume_path = out_path.with_name("resume.safetensors")
     # The guidance net sees exactly what the DDPM's sampler feeds it: x_t in the DDPM's normalized space.
-    train_u8, labels = dataset.numpy("train")
-    norm = Normalization.fit(ddpm_cfg.normalization, train_u8)
-    images, labels = norm.encode(train_u8).to(device), torch.from_numpy(labels).long().to(device)
+    norm, images, labels = encode_split(dataset, ddpm_cfg.normalization)
+    images, labels = images.to(device), labels.to(device)
     sched_cfg = scheduler_config(ddpm_cfg, norm.clip_range)
     scheduler = train_scheduler(sched_cfg)
     torch.manual_seed(seed)
@@ -70,8 +69,7 @@ def run(dataset: Dataset, cfg: GuidanceNetConfig, ddpm_cfg: DDPMConfig, out_path
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
             save_training_state(resume_path, step + 1, {"net": net}, opt, meta)
     net.eval()
-    val_u8, val_labels = dataset.numpy("val")
-    val_images, val_labels = norm.encode(val_u8), torch.from_numpy(val_labels).long()
+    _, val_images, val_labels = encode_split(dataset, ddpm_cfg.normalization, "val")
     metrics = accuracy_by_noise(net.cpu(), scheduler, val_images, val_labels, seed)
     save_model(out_path, net, {"kind": "guidance_net", "net": net_cfg, "scheduler": sched_cfg, "dataset": dataset.name})
     metrics.update(final_loss=losses.final, resumed_from=start, train_s=time.time() - t0)
