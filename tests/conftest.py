@@ -28,17 +28,18 @@ class GaussianEps:
 class LinearClassifier(torch.nn.Module):
     """A fixed, noise-aware guidance net for the Gaussian toy data: linear logits of the posterior
     mean E[x_0 | x_t] = sqrt(a_t) S^2 x_t / (a_t S^2 + 1 - a_t). Like a trained noisy classifier, it
-    is unsure at high noise, so guidance gradients stay bounded."""
+    is unsure at high noise, so guidance gradients stay bounded. With `dropout`, `mc_dropout=True`
+    drops input features as the guidance net's MC dropout does."""
 
-    def __init__(self, alphas_cumprod, dim: int, classes: int = 3, seed: int = 0):
+    def __init__(self, alphas_cumprod, dim: int, classes: int = 3, seed: int = 0, dropout: float = 0.0):
         super().__init__()
-        self.a = alphas_cumprod
+        self.a, self.dropout = alphas_cumprod, dropout
         self.w = torch.randn(classes, dim, generator=torch.Generator().manual_seed(seed)) / dim**0.5
 
-    def forward(self, x, t):
+    def forward(self, x, t, mc_dropout=False):
         a = self.a[t].view(-1, 1).to(x)
         x0 = a.sqrt() * S**2 * x.flatten(1) / (a * S**2 + 1 - a)
-        return 4 * x0 @ self.w.T
+        return 4 * torch.nn.functional.dropout(x0, self.dropout, mc_dropout) @ self.w.T
 
 
 def mgdm_env() -> dict:

@@ -5,7 +5,7 @@ import torch
 
 from conftest import SCHED, S, GaussianEps, LinearClassifier
 from mgdm.diffusion.unet import ddim_schedulers
-from mgdm.guidance.measures import MEASURES
+from mgdm.guidance.measures import EPISTEMIC, MEASURES
 from mgdm.sampling.ddim import guided_ddim, invert_ddim, mgdm_two_stage, noise_estimate
 
 
@@ -48,11 +48,22 @@ def test_cfg_is_one_batched_forward_of_two_models():
 def test_guidance_raises_its_measure(name):
     sampler, _, model, x, _ = toy(128, seed=2)
     y = torch.randint(0, 3, (128,), generator=torch.Generator().manual_seed(3))
-    net, measure = LinearClassifier(sampler.alphas_cumprod, 64), MEASURES[name]
+    # An epistemic measure reads MC-dropout passes; BALD is a part of the entropy, so its pull is weaker.
+    mc = 8 if name in EPISTEMIC else 0
+    net, measure = LinearClassifier(sampler.alphas_cumprod, 64, dropout=0.5 if mc else 0.0), MEASURES[name]
     plain = guided_ddim(model, x, y, sampler, 20, null_label=3)
-    guided = guided_ddim(model, x, y, sampler, 20, null_label=3, guidance_net=net, measure=measure, scale=2.0)
+    torch.manual_seed(0)
+    guided = guided_ddim(model, x, y, sampler, 20, null_label=3, guidance_net=net, measure=measure, scale=5.0 if mc else 2.0,
+                         mc_samples=mc)
     t0 = torch.tensor(0)
-    before, after = measure(net(plain, t0), y).mean().item(), measure(net(guided, t0), y).mean().item()
+
+    def score(images):
+        if not mc:
+            return measure(net(images, t0), y).mean().item()
+        torch.manual_seed(1)
+        return measure(torch.stack([net(images, t0, mc_dropout=True) for _ in range(64)]), y).mean().item()
+
+    before, after = score(plain), score(guided)
     assert torch.isfinite(guided).all()
     assert after > before + 0.05, f"{name}: measure {before:.3f} -> {after:.3f} under guidance"
 

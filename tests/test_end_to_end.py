@@ -15,7 +15,7 @@ def check_outputs(root):
         assert (tables / f"{t}.md").read_text().count("|") > 10, f"{t}.md has no table"
         assert "\\begin{table}" in (tables / f"{t}.tex").read_text()
     downstream = (tables / "downstream.md").read_text()
-    for name in ("real", "none", "entropy-s2", "mgdm-s2", "cfg-s1", "classifier-s2", "margin-s2", "leastconf-s2"):
+    for name in ("real", "none", "entropy-s2", "mgdm-s2", "cfg-s1", "classifier-s2", "margin-s2", "leastconf-s2", "bald-s2"):
         assert f"| {name} " in downstream
     figures = root / "results" / "smoke" / "figures"
     for f in ("downstream", "fidelity_vs_downstream", "discs_entropy", "discs_embedding", "discs_samples"):
@@ -43,7 +43,8 @@ def test_snakemake_runs_the_smoke_dag(tmp_workflow, monkeypatch):
     runs = mlflow_runs(tmp_workflow)
     assert len(runs) == smoke_jobs(tmp_workflow) and set(runs["tags.stage"]) >= {"train_ddpm", "sample", "fidelity", "report"}
     sample_runs = runs[runs["tags.stage"] == "sample"]
-    assert set(sample_runs["tags.guidance"]) == {"none", "classifier", "cfg", "entropy", "margin", "leastconf", "mgdm"}
+    assert set(sample_runs["tags.guidance"]) == {"none", "classifier", "cfg", "entropy", "margin", "leastconf", "bald",
+                                                  "mgdm"}
     assert sample_runs["tags.git_commit"].notna().all() and (runs["tags.profile"] == "smoke").all()
     assert (tmp_workflow / "results/smoke/benchmarks/train_ddpm/discs.tsv").exists()
     again = run(["snakemake", "--cores", "2", "--config", "profile=smoke", "-n"], tmp_workflow)

@@ -40,3 +40,21 @@ def test_local_weights_are_loaded_except_the_head(tmp_path):
     x = torch.randn(2, 3, 28, 28)
     with torch.no_grad():
         assert torch.allclose(loaded.features(x), source.eval().features(x), atol=1e-5)
+
+
+def test_survey_zoo_writes_a_table_and_skips_surveyed_networks(tmp_path):
+    import shutil
+
+    from conftest import ROOT, run
+
+    shutil.copy(ROOT / "params.yaml", tmp_path)
+    run(["mgdm", "preprocess", "--profile", "smoke", "--dataset", "discs", "--no-mlflow"], tmp_path)
+    cmd = ["mgdm", "survey-zoo", "--profile", "smoke", "--network", "resnet18", "--no-progress", "--threads", "1"]
+    run(cmd, tmp_path)
+    table = (tmp_path / "results/smoke/tables/zoo.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| resnet18"))
+    assert "3x3 stem, no max-pool" in row and "| flag" in table and "2 epochs" in table
+    first = (tmp_path / "results/smoke/discs/zoo/resnet18.json").read_text()
+    again = run(cmd, tmp_path)
+    assert (tmp_path / "results/smoke/discs/zoo/resnet18.json").read_text() == first
+    assert "resnet18:" in again.stdout

@@ -33,6 +33,17 @@ def timed(fn, repeats: int, warmup: int = 1) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), for tables that report speed."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def bf16_supported() -> bool:
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
@@ -44,7 +55,7 @@ def run(plan: Plan, dataset: str, repeats: int = 3, sample_steps: int = 10) -> d
     unet = make_unet(unet_config(p.ddpm, size, chans, k))
     sched_cfg = scheduler_config(p.ddpm)
     out = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
-                       "threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine(),
+                       "threads": torch.get_num_threads(), "processor": cpu_name(),
                        "bf16_supported": bf16_supported()},
            "profile": plan.profile, "dataset": dataset, "image_size": size,
            "unet_parameters": sum(q.numel() for q in unet.parameters())}

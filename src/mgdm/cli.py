@@ -89,16 +89,20 @@ def stage_fidelity(config, plan, a):
 def stage_train_baseline(config, plan, a):
     from mgdm.classifiers.stage import run
 
+    out = plan.paths("train_baseline", dataset=a.dataset, network=a.network, seed=a.seed)
     return run(_dataset(plan, a.dataset), a.network, config.profile.downstream, a.seed,
-               device=config.profile.device, progress=a.progress), []
+               device=config.profile.device, progress=a.progress,
+               predictions_path=out[f"seed{a.seed}_test.npz"]), []
 
 
 def stage_train_classifier(config, plan, a):
     from mgdm.classifiers.stage import run
 
     samples = plan.paths("sample", dataset=a.dataset, set=a.set)[f"{a.set}.npz"]
+    out = plan.paths("train_classifier", dataset=a.dataset, network=a.network, set=a.set, seed=a.seed)
     return run(_dataset(plan, a.dataset), a.network, config.profile.downstream, a.seed, samples,
-               device=config.profile.device, progress=a.progress), []
+               device=config.profile.device, progress=a.progress,
+               predictions_path=out[f"seed{a.seed}_test.npz"]), []
 
 
 def stage_analyze(config, plan, a):
@@ -119,8 +123,12 @@ def stage_report(config, plan, a):
     p = config.profile
     figures = {k: out[f"{k}.png"] for k in ("downstream", "fidelity_vs_downstream")}
     sizes = {d: config.dataset(d).image_size for d in p.datasets}
+    def predictions(stage, **w):
+        return plan.paths(stage, **w)[f"seed{w['seed']}_test.npz"]
+
     result = run(p.name, list(p.datasets), config.sample_sets(), list(p.downstream.networks),
-                 list(p.downstream.seeds), sizes, plan.metrics_path, Path(out["downstream.md"]).parent, figures)
+                 list(p.downstream.seeds), sizes, plan.metrics_path, Path(out["downstream.md"]).parent, figures,
+                 predictions, p.sampling.mgdm.measure)
     return result, list(figures.values()) + [v for k, v in out.items() if k.endswith(".md")]
 
 
@@ -256,6 +264,42 @@ def sweep_generator(a) -> int:
     return 0
 
 
+def survey_zoo(a) -> int:
+    import torch
+
+    from mgdm import zoo_survey
+    from mgdm.analysis.tables import write_table
+    from mgdm.benchmark import cpu_name
+
+    config = load(a.params, a.profile)
+    plan = Plan(config, a.params)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    p = config.profile
+    name = a.dataset or plan.values["dataset"][0]
+    dataset = _dataset(plan, name)
+    out_dir = Path(plan.root) / name / "zoo"
+    rows = []
+    for network in zoo_survey.networks(p, a.network):
+        path = out_dir / f"{network}.json"
+        if a.table_only and not path.exists():
+            continue
+        row = zoo_survey.survey_network(dataset, p, network, out_dir, not a.no_progress)
+        rows.append(row)
+        print(f"{network}: {row['s_per_epoch']:.1f} s/epoch, test acc {row['acc']:.3f}, auc {row['auc']:.3f}")
+    if not rows:
+        raise ConfigError(f"{out_dir}: no surveyed network yet; run without --table-only")
+    write_table(zoo_survey.table(rows, dataset), Path(plan.root) / "tables" / "zoo",
+                f"The zoo on real {name} (profile `{p.name}`): each network trained from scratch for "
+                f"{p.zoo.epochs} epochs (downstream optimiser, batch {p.downstream.batch_size}, lr {p.downstream.lr}, "
+                f"seed {p.zoo.seed}), epoch selected on validation AUC, scored on the test split; seconds per "
+                f"epoch on {cpu_name()} with {torch.get_num_threads()} threads "
+                f"({p.device}). Flagged: test AUC within {zoo_survey.CHANCE_AUC_MARGIN} of chance or ACC not "
+                "above the majority class.")
+    print(f"wrote {plan.root}/tables/zoo.md ({len(rows)} networks)")
+    return 0
+
+
 def show_plan(a) -> int:
     from mgdm.estimate import estimate
 
@@ -298,6 +342,14 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     sw.add_argument("--no-progress", action="store_true")
     sw.set_defaults(func=sweep_generator)
+    z = sub.add_parser("survey-zoo", help="train each zoo network briefly on real data: seconds per epoch and test "
+                       "ACC/AUC, near-chance networks flagged; e.g. mgdm survey-zoo --profile cpu --network resnet18")
+    z.add_argument("--dataset", default=None, help="dataset (default: the profile's first)")
+    z.add_argument("--network", action="append", default=[], help="survey only this network (repeatable)")
+    z.add_argument("--table-only", action="store_true", help="only rewrite the table from surveyed networks")
+    z.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    z.add_argument("--no-progress", action="store_true")
+    z.set_defaults(func=survey_zoo)
     pl = sub.add_parser("plan", help="print the jobs of a profile and their estimated wall clock")
     pl.set_defaults(func=show_plan)
     for p in sub.choices.values():

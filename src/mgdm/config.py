@@ -14,8 +14,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-GUIDANCES = ("none", "classifier", "cfg", "entropy", "margin", "leastconf", "mgdm")
-UNCERTAINTY_MEASURES = ("entropy", "margin", "leastconf")
+GUIDANCES = ("none", "classifier", "cfg", "entropy", "margin", "leastconf", "bald", "mgdm")
+UNCERTAINTY_MEASURES = ("entropy", "margin", "leastconf", "bald")
 # Kept here (not imported from classifiers.zoo) so that loading the config never imports torch.
 NETWORKS = (
     "resnet18", "resnet50", "densenet121", "vgg16_bn", "mobilenetv2_100",
@@ -101,6 +101,8 @@ class DDPMConfig(StepTraining):
 
 class GuidanceNetConfig(StepTraining):
     width: int = Field(gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout in every block and before the head; the `bald` "
+                           "measure needs it > 0 (MC dropout)")
 
 
 class ClassifierTraining(Strict):
@@ -126,7 +128,7 @@ class ReferenceNetConfig(ClassifierTraining):
 class MGDMConfig(Strict):
     stage1: Literal["none", "classifier", "cfg"] = "cfg"
     stage1_scale: float = Field(1.0, ge=0)
-    measure: Literal["entropy", "margin", "leastconf"] = "entropy"
+    measure: Literal["entropy", "margin", "leastconf", "bald"] = "entropy"
 
 
 class SamplingConfig(Strict):
@@ -138,6 +140,7 @@ class SamplingConfig(Strict):
     batch_size: int = Field(gt=0)
     scales: dict[str, list[float]] = Field(description="guidance -> scale grid; 0 means no guidance")
     mgdm: MGDMConfig = MGDMConfig()
+    mc_samples: int = Field(8, gt=1, description="MC-dropout forwards of the guidance net per step for `bald`")
     seed: int = 0
 
     @field_validator("scales")
@@ -186,6 +189,22 @@ class AnalysisConfig(Strict):
     knn_k: int = Field(5, gt=0)
 
 
+class ZooConfig(Strict):
+    """`mgdm survey-zoo`: each network trained briefly on real data (cost and whether it learns; not in the DAG)."""
+
+    epochs: int = Field(4, gt=0, description="training epochs per network (downstream optimiser and batch size)")
+    seed: int = 0
+    networks: list[str] = Field(default_factory=list, description="networks to survey; empty: all ten")
+
+    @field_validator("networks")
+    @classmethod
+    def _known(cls, v):
+        bad = [n for n in v if n not in NETWORKS]
+        if bad:
+            raise ValueError(f"unknown network(s) {bad}; choose from {', '.join(NETWORKS)}")
+        return v
+
+
 class GeneratorSweepConfig(Strict):
     """Recipe variants compared at equal wall clock by `mgdm sweep-generator` (not part of the DAG)."""
 
@@ -216,6 +235,15 @@ class Profile(Strict):
     fidelity: FidelityConfig
     analysis: AnalysisConfig = AnalysisConfig()
     generator_sweep: GeneratorSweepConfig = GeneratorSweepConfig()
+    zoo: ZooConfig = ZooConfig()
+
+    @model_validator(mode="after")
+    def _epistemic(self):
+        s = self.sampling
+        uses_bald = any(x > 0 for x in s.scales.get("bald", [])) or ("mgdm" in s.scales and s.mgdm.measure == "bald")
+        if uses_bald and self.guidance_net.dropout == 0:
+            raise ValueError("the bald measure needs guidance_net.dropout > 0 (it reads MC-dropout passes)")
+        return self
 
 
 class Params(Strict):

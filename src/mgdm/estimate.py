@@ -21,6 +21,7 @@ JOB_OVERHEAD_S = 6.0  # python, torch and mlflow imports, logging
 PROBE_SCORE_S = 3.0  # reference-net features and metrics of one probe
 FIDELITY_CALL_S = 4.0  # one torch-fidelity call (IS, FID, KID, PR) of ~200 images against cached real features
 SAMPLER_PASSES = {"none": 1.0, "classifier": 1.4, "entropy": 1.4, "margin": 1.4, "leastconf": 1.4, "cfg": 2.0,
+                  "bald": 1.0 + 0.4 * 8,  # 8 MC-dropout passes of the guidance net
                   "mgdm": 2.0 + 1.0 + 1.4}  # stage 1 (cfg), inversion, guided decode
 
 

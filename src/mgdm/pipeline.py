@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from mgdm.config import Config
 
-TABLES = ("downstream", "fidelity", "distribution", "guidance_net", "runtime")
+TABLES = ("downstream", "paired", "claims", "fidelity", "distribution", "guidance_net", "runtime")
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,12 @@ STAGES = {s.name: s for s in [
     Stage("fidelity", ("dataset", "set"), "--dataset {dataset} --set {set}", (DATA, SAMPLES, REFERENCE_NET),
           (), f"{D}/fidelity/{{set}}.json", ("fidelity",)),
     Stage("train_baseline", ("dataset", "network", "seed"), "--dataset {dataset} --network {network} --seed {seed}",
-          (DATA,), (), f"{D}/downstream/{{network}}/real/seed{{seed}}.json", ("downstream",)),
+          (DATA,), (f"{D}/downstream/{{network}}/real/seed{{seed}}_test.npz",),
+          f"{D}/downstream/{{network}}/real/seed{{seed}}.json", ("downstream",)),
     Stage("train_classifier", ("dataset", "network", "set", "seed"),
           "--dataset {dataset} --network {network} --set {set} --seed {seed}", (DATA, SAMPLES),
-          (), f"{D}/downstream/{{network}}/{{set}}/seed{{seed}}.json", ("downstream",)),
+          (f"{D}/downstream/{{network}}/{{set}}/seed{{seed}}_test.npz",),
+          f"{D}/downstream/{{network}}/{{set}}/seed{{seed}}.json", ("downstream",)),
     Stage("analyze", ("dataset",), "--dataset {dataset}", (DATA, REFERENCE_NET, SAMPLES),
           (f"{FIGURES}/{{dataset}}_entropy.png", f"{FIGURES}/{{dataset}}_embedding.png",
            f"{FIGURES}/{{dataset}}_samples.png"), f"{D}/analysis/distribution.json", ("analysis",),
@@ -70,7 +72,8 @@ STAGES = {s.name: s for s in [
           (f"{D}/data/summary.json", f"{D}/ddpm/metrics.json", f"{D}/guidance_net/metrics.json",
            f"{D}/reference_net/metrics.json", f"{D}/samples/{{set}}.json", f"{D}/fidelity/{{set}}.json",
            f"{D}/downstream/{{network}}/real/seed{{seed}}.json", f"{D}/downstream/{{network}}/{{set}}/seed{{seed}}.json",
-           f"{D}/analysis/distribution.json"),
+           f"{D}/downstream/{{network}}/real/seed{{seed}}_test.npz",
+           f"{D}/downstream/{{network}}/{{set}}/seed{{seed}}_test.npz", f"{D}/analysis/distribution.json"),
           tuple(f"{{root}}/tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex"))
           + (f"{FIGURES}/downstream.png", f"{FIGURES}/fidelity_vs_downstream.png"),
           "{root}/tables/report.json", committed=("tables", "figures")),

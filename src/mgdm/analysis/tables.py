@@ -8,9 +8,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from mgdm.analysis import paired  # noqa: E402
 from mgdm.classifiers.zoo import NETWORKS  # noqa: E402
 from mgdm.files import atomic_path, read_json, save_figure  # noqa: E402
 
@@ -57,15 +59,20 @@ def downstream_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def run(profile: str, datasets: list[str], sets: list[str], networks: list[str], seeds: list[int],
-        image_sizes: dict[str, int], metrics, tables_dir: str | Path, figures: dict[str, str | Path]) -> dict:
-    """Read every stage's metrics JSON (at `metrics(stage, **wildcards)`) and write tables and figures."""
+        image_sizes: dict[str, int], metrics, tables_dir: str | Path, figures: dict[str, str | Path],
+        predictions, mgdm_measure: str) -> dict:
+    """Read every stage's metrics JSON (at `metrics(stage, **wildcards)`) and the downstream runs' test
+    predictions (at `predictions(stage, **wildcards)`), and write tables and figures."""
     down, fid, dist, runtime, guidance = [], [], [], [], []
+    preds: dict[str, dict] = {d: {} for d in datasets}
     for d in datasets:
         for n in networks:
             for s in ["real", *sets]:
                 for seed in seeds:
                     stage, extra = ("train_baseline", {}) if s == "real" else ("train_classifier", {"set": s})
                     m = read_json(metrics(stage, dataset=d, network=n, seed=seed, **extra))
+                    with np.load(predictions(stage, dataset=d, network=n, seed=seed, **extra)) as f:
+                        preds[d][(n, s, seed)] = (f["probs"].argmax(1), f["labels"])
                     adaptation = NETWORKS[n].adaptation(image_sizes[d])
                     down.append({"dataset": d, "network": n, "adaptation": adaptation, "train set": s, "seed": seed,
                                  **{k: m.get(k) for k in GRADING}})
@@ -97,6 +104,18 @@ def run(profile: str, datasets: list[str], sets: list[str], networks: list[str],
     caption = (f"Downstream grading on the real test split (profile `{profile}`; networks trained on real + each "
                f"synthetic set, epoch selected on real validation AUC; mean ± std over seeds {seeds}).")
     write_table(downstream_table(runs), tables_dir / "downstream", caption)
+    graded = [c for c in GRADING if c in runs and runs[c].notna().any()]
+    write_table(paired.format_table(paired.comparisons_table(runs, sets, graded, preds)), tables_dir / "paired",
+                f"Paired changes in each grading metric (points; profile `{profile}`): each training set against "
+                "real-only and against classifier guidance, one pair per (network, seed) (same initialisation, "
+                "real-data order and test split). Mean, percentile-bootstrap 95% CI, Wilcoxon signed-rank and "
+                "paired-t p, Cohen's d_z; with a single pair only McNemar's exact test on the test predictions, "
+                "which ignores training noise.")
+    claims = paired.claims_table(runs, sets, mgdm_measure, "acc", preds)
+    write_table(paired.format_table(claims), tables_dir / "claims",
+                f"The paper's claims tested on downstream accuracy (points; profile `{profile}`). Verdict: supported "
+                f"or contradicted when the 95% CI excludes 0 and Wilcoxon p < {paired.ALPHA}; otherwise undecided "
+                f"at this power (under {paired.MIN_PAIRS} pairs a Wilcoxon test cannot reach p < {paired.ALPHA}).")
     fd = pd.DataFrame(fid)
     for col in [c for c in fd if c.endswith("_fid")]:
         floors = fd[fd["set"] == FLOOR].set_index("dataset")[col]
@@ -140,4 +159,6 @@ def run(profile: str, datasets: list[str], sets: list[str], networks: list[str],
     ax.axhline(0, color="grey", lw=0.8)
     ax.set(title="Fidelity vs downstream gain (mean over networks and seeds)")
     save_figure(fig, figures["fidelity_vs_downstream"])
-    return {"metrics": {"n_downstream_runs": len(runs)}}
+    verdicts = claims["verdict"].str.split(" ").str[0].value_counts()
+    return {"metrics": {"n_downstream_runs": len(runs),
+                        **{f"claims_{v}": int(verdicts.get(v, 0)) for v in ("supported", "contradicted", "undecided")}}}

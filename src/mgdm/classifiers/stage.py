@@ -11,7 +11,7 @@ from mgdm.classifiers.train import predict_proba, train_classifier
 from mgdm.classifiers.zoo import NETWORKS, create_network
 from mgdm.config import ClassifierTraining
 from mgdm.data.splits import Dataset, DataError, to_model_range
-from mgdm.files import load_model_config, load_weights, save_model
+from mgdm.files import load_model_config, load_weights, save_model, write_npz
 from mgdm.metrics.grading import grading_metrics
 
 
@@ -35,10 +35,11 @@ def load_synthetic(path: str | Path, dataset: Dataset) -> tuple[np.ndarray, np.n
 
 def run(dataset: Dataset, network: str, cfg: ClassifierTraining, seed: int, synthetic: str | Path | None = None,
         model_path: str | Path | None = None, device: str = "cpu", progress: bool = True,
-        weights: str | None = None) -> dict:
+        weights: str | None = None, predictions_path: str | Path | None = None) -> dict:
     """Train on real (+ a synthetic set), select on val, score on test; return metrics and history.
 
-    With `model_path`, the selected model is written there (the reference net).
+    With `model_path`, the selected model is written there (the reference net); with `predictions_path`,
+    the test probabilities and labels (for paired tests between runs, e.g. McNemar).
     """
     images, labels = dataset.numpy("train")
     n_synth = 0
@@ -49,7 +50,10 @@ def run(dataset: Dataset, network: str, cfg: ClassifierTraining, seed: int, synt
     model, info = train_classifier(network, train, dataset.tensors("val"), dataset.num_classes, cfg, seed, device,
                                    progress, weights)
     test_images, test_labels = dataset.tensors("test")
-    metrics = grading_metrics(test_labels.numpy(), predict_proba(model, test_images, device=device), dataset.ordinal)
+    probs = predict_proba(model, test_images, device=device)
+    metrics = grading_metrics(test_labels.numpy(), probs, dataset.ordinal)
+    if predictions_path is not None:
+        write_npz(predictions_path, probs=probs.astype(np.float32), labels=test_labels.numpy())
     metrics.update(best_epoch=info["best_epoch"], train_s=info["train_s"], n_real=len(labels) - n_synth,
                    n_synthetic=n_synth)
     if model_path is not None:

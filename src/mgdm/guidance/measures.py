@@ -3,9 +3,15 @@
 The sampler ascends `scale * M`, so each measure is written as the quantity to increase:
 classifier guidance raises log p(y); the uncertainty measures raise uncertainty, pushing samples
 toward the classifier's decision boundary. Adding a measure is one function and one name.
+
+An epistemic measure (in `EPISTEMIC`) reads S stochastic forwards of the guidance net (MC dropout):
+its logits are (S, B, K). The paper's measures are all predictive (aleatoric + epistemic); BALD is
+the part of the uncertainty that comes from the classifier not knowing, which is what more data fixes.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -33,9 +39,20 @@ def leastconf_measure(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return -F.softmax(logits, -1).amax(-1)
 
 
+def bald_measure(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """I(y; w | x) = H(E_w p) - E_w H(p) over S MC-dropout passes (logits (S, B, K)): BALD (Houlsby et al. 2011)."""
+    logp = F.log_softmax(logits, -1)
+    mean_logp = torch.logsumexp(logp, 0) - math.log(len(logits))  # log of the mean probability, stably
+    total = -(mean_logp.exp() * mean_logp).sum(-1)
+    expected = -(logp.exp() * logp).sum(-1).mean(0)
+    return total - expected
+
+
 MEASURES = {
     "classifier": classifier_measure,
     "entropy": entropy_measure,
     "margin": margin_measure,
     "leastconf": leastconf_measure,
+    "bald": bald_measure,
 }
+EPISTEMIC = {"bald"}  # measures that need (S, B, K) logits from MC dropout

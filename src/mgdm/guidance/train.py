@@ -46,7 +46,8 @@ def run(dataset: Dataset, cfg: GuidanceNetConfig, ddpm_cfg: DDPMConfig, out_path
     sched_cfg = scheduler_config(ddpm_cfg, norm.clip_range)
     scheduler = train_scheduler(sched_cfg)
     torch.manual_seed(seed)
-    net_cfg = {"in_channels": dataset.channels, "num_classes": dataset.num_classes, "width": cfg.width}
+    net_cfg = {"in_channels": dataset.channels, "num_classes": dataset.num_classes, "width": cfg.width,
+               "dropout": cfg.dropout}
     net = NoisyClassifier(**net_cfg).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     meta = {"config": cfg.model_dump(exclude={"steps", "checkpoint_every"}), "scheduler": sched_cfg, "seed": seed,

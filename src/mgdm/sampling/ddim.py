@@ -30,18 +30,24 @@ def noise_estimate(unet, x, t, y, null_label: int, cfg_scale: float = 0.0) -> to
     return eps_c + cfg_scale * (eps_c - eps_u)
 
 
-def measure_gradient(guidance_net, measure: Measure, x, t, y) -> torch.Tensor:
-    """Return grad_x sum_i M(p_phi(. | x_i, t), y_i)."""
+def measure_gradient(guidance_net, measure: Measure, x, t, y, mc_samples: int = 0) -> torch.Tensor:
+    """Return grad_x sum_i M(p_phi(. | x_i, t), y_i); with mc_samples, M reads (S, B, K) MC-dropout logits."""
     with torch.enable_grad():
         x_in = x.detach().requires_grad_(True)
         tt = t.expand(len(x)) if t.ndim == 0 else t
-        return torch.autograd.grad(measure(guidance_net(x_in, tt), y).sum(), x_in)[0]
+        if mc_samples:  # S dropout draws as one batched forward
+            logits = guidance_net(x_in.repeat(mc_samples, 1, 1, 1), tt.repeat(mc_samples), mc_dropout=True)
+            logits = logits.unflatten(0, (mc_samples, len(x)))
+        else:
+            logits = guidance_net(x_in, tt)
+        return torch.autograd.grad(measure(logits, y).sum(), x_in)[0]
 
 
 @torch.no_grad()
 def guided_ddim(unet, x, y, scheduler, steps: int, *, null_label: int, cfg_scale: float = 0.0,
-                guidance_net=None, measure: Measure | None = None, scale: float = 0.0, eta: float = 0.0,
-                generator: torch.Generator | None = None, callback=None, disable: bool = True) -> torch.Tensor:
+                guidance_net=None, measure: Measure | None = None, scale: float = 0.0, mc_samples: int = 0,
+                eta: float = 0.0, generator: torch.Generator | None = None, callback=None,
+                disable: bool = True) -> torch.Tensor:
     """Return x_0 decoded from the noise `x` for labels `y` by DDIM under the given guidance."""
     scheduler.set_timesteps(steps)
     for i, t in enumerate(tqdm(scheduler.timesteps, desc="ddim", disable=disable, leave=False)):
@@ -49,7 +55,7 @@ def guided_ddim(unet, x, y, scheduler, steps: int, *, null_label: int, cfg_scale
         alpha_bar = scheduler.alphas_cumprod[t].to(x)
         # At zero terminal SNR, x_T holds no image: no measurement of it can guide (and the shift is 1/0).
         if scale and measure is not None and alpha_bar > 0:
-            shift = -(1 - alpha_bar).sqrt() * scale * measure_gradient(guidance_net, measure, x, t, y)
+            shift = -(1 - alpha_bar).sqrt() * scale * measure_gradient(guidance_net, measure, x, t, y, mc_samples)
             out = guide(out, shift, alpha_bar, scheduler.config.prediction_type)
         x = scheduler.step(out, t, x, eta=eta, generator=generator).prev_sample
         if callback is not None:
@@ -81,12 +87,13 @@ def invert_ddim(unet, x0, y, inverse_scheduler, steps: int, *, null_label: int, 
 
 
 def mgdm_two_stage(unet, noise, y, scheduler, inverse_scheduler, steps: int, *, null_label: int,
-                   guidance_net, measure: Measure, scale: float, stage1_measure: Measure | None = None,
-                   stage1_scale: float = 0.0, stage1_cfg: float = 0.0, disable: bool = True) -> torch.Tensor:
+                   guidance_net, measure: Measure, scale: float, mc_samples: int = 0,
+                   stage1_measure: Measure | None = None, stage1_scale: float = 0.0, stage1_cfg: float = 0.0,
+                   disable: bool = True) -> torch.Tensor:
     """Return MGDM samples: in-distribution samples (stage 1), inverted to noise under their label,
     decoded again under uncertainty guidance (stage 2): same class and anatomy, nearer the boundary."""
     x0 = guided_ddim(unet, noise, y, scheduler, steps, null_label=null_label, cfg_scale=stage1_cfg,
                      guidance_net=guidance_net, measure=stage1_measure, scale=stage1_scale, disable=disable)
     xT = invert_ddim(unet, x0, y, inverse_scheduler, steps, null_label=null_label, disable=disable)
     return guided_ddim(unet, xT, y, scheduler, steps, null_label=null_label, guidance_net=guidance_net,
-                       measure=measure, scale=scale, disable=disable)
+                       measure=measure, scale=scale, mc_samples=mc_samples, disable=disable)

@@ -13,7 +13,7 @@ from mgdm.config import SamplingConfig, parse_set_name
 from mgdm.diffusion.train import load_ddpm, model_normalization
 from mgdm.diffusion.unet import ddim_schedulers
 from mgdm.files import write_image_grid, write_npz
-from mgdm.guidance.measures import MEASURES
+from mgdm.guidance.measures import EPISTEMIC, MEASURES
 from mgdm.guidance.train import load_guidance_net
 from mgdm.sampling.ddim import guided_ddim, mgdm_two_stage
 
@@ -35,8 +35,9 @@ def sample_batch(unet, guidance_net, noise, y, guidance: str, scale: float, cfg:
     common = dict(null_label=null_label)
     if guidance == "mgdm":
         stage1 = cfg.mgdm.stage1
+        mc = cfg.mc_samples if cfg.mgdm.measure in EPISTEMIC else 0
         return mgdm_two_stage(unet, noise, y, sampler, inverter, cfg.ddim_steps, guidance_net=guidance_net,
-                              measure=MEASURES[cfg.mgdm.measure], scale=scale,
+                              measure=MEASURES[cfg.mgdm.measure], scale=scale, mc_samples=mc,
                               stage1_measure=MEASURES["classifier"] if stage1 == "classifier" else None,
                               stage1_scale=cfg.mgdm.stage1_scale if stage1 == "classifier" else 0.0,
                               stage1_cfg=cfg.mgdm.stage1_scale if stage1 == "cfg" else 0.0, **common)
@@ -45,7 +46,8 @@ def sample_batch(unet, guidance_net, noise, y, guidance: str, scale: float, cfg:
                            generator=generator, **common)
     measure = MEASURES.get(guidance)  # None for "none"
     return guided_ddim(unet, noise, y, sampler, cfg.ddim_steps, guidance_net=guidance_net, measure=measure,
-                       scale=scale if measure else 0.0, eta=cfg.eta, generator=generator, **common)
+                       scale=scale if measure else 0.0, mc_samples=cfg.mc_samples if guidance in EPISTEMIC else 0,
+                       eta=cfg.eta, generator=generator, **common)
 
 
 def run(ddpm_path: str | Path, guidance_path: str | Path, set_name: str, cfg: SamplingConfig,
@@ -61,6 +63,7 @@ def run(ddpm_path: str | Path, guidance_path: str | Path, set_name: str, cfg: Sa
     # The same seed for every set: set k's image i starts from the same noise as in every other set,
     # so sets differ only by their guidance (paired comparisons).
     g = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # MC-dropout masks (bald) draw from the global generator
     noise = torch.randn(len(labels), unet.config.in_channels, unet.config.sample_size, unet.config.sample_size,
                         generator=g)
     out, t0 = [], time.time()

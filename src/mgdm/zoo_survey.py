@@ -1,0 +1,59 @@
+"""`mgdm survey-zoo`: what each network of the zoo costs and learns on real data, before a study uses it.
+
+Each network, in the adaptation the zoo gives it, trains on the real training split for the same
+short budget (`zoo.epochs`, the downstream optimiser and batch), selects its epoch on validation AUC
+as downstream training does, and is scored on the test split: seconds per epoch, test ACC and AUC.
+A network is flagged when its test AUC is within 0.1 of chance (0.5) or its accuracy does not beat
+always answering the majority class. One JSON per network (a finished network is skipped), then a table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mgdm.classifiers.stage import run as train_and_score
+from mgdm.classifiers.zoo import NETWORKS
+from mgdm.config import Profile
+from mgdm.data.splits import Dataset
+from mgdm.files import read_json, write_json
+
+CHANCE_AUC_MARGIN = 0.1
+
+
+def survey_network(dataset: Dataset, profile: Profile, network: str, out_dir: Path, progress: bool = True) -> dict:
+    """Train and score one network (or read its finished JSON); return its row."""
+    path = out_dir / f"{network}.json"
+    if path.exists():
+        return read_json(path)
+    cfg = profile.downstream.model_copy(update={"epochs": profile.zoo.epochs})
+    result = train_and_score(dataset, network, cfg, profile.zoo.seed, device=profile.device, progress=progress)
+    m = result["metrics"]
+    row = {"network": network, "adaptation": result["params"]["adaptation"], "epochs": cfg.epochs,
+           "s_per_epoch": m["train_s"] / cfg.epochs, "best_epoch": m["best_epoch"], "acc": m["acc"],
+           "auc": m["auc"], "balanced_acc": m["balanced_acc"]}
+    write_json(path, row)
+    return row
+
+
+def flag(row: dict, majority: float) -> str:
+    reasons = []
+    if row["auc"] < 0.5 + CHANCE_AUC_MARGIN:
+        reasons.append(f"AUC within {CHANCE_AUC_MARGIN} of chance")
+    if row["acc"] <= majority:
+        reasons.append(f"ACC ≤ majority class ({majority:.3f})")
+    return "near chance: " + "; ".join(reasons) if reasons else ""
+
+
+def table(rows: list[dict], dataset: Dataset) -> pd.DataFrame:
+    labels = dataset.numpy("test")[1]
+    majority = float(np.bincount(labels).max() / len(labels))
+    df = pd.DataFrame(rows)
+    df["flag"] = [flag(r, majority) for r in rows]
+    return df[["network", "adaptation", "epochs", "s_per_epoch", "best_epoch", "acc", "auc", "balanced_acc", "flag"]]
+
+
+def networks(profile: Profile, only: list[str]) -> list[str]:
+    return only or list(profile.zoo.networks or NETWORKS)
