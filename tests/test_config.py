@@ -1,6 +1,7 @@
 """params.yaml: every profile validates; bad values fail with a message naming the field."""
 
 import copy
+import re
 
 import pytest
 import yaml
@@ -41,6 +42,24 @@ def test_bad_values_name_the_field(path, value, needle):
     with pytest.raises(ConfigError) as err:
         resolve(broken(path, value), "cpu", "params.yaml")
     assert needle in str(err.value) and "params.yaml" in str(err.value)
+
+
+@pytest.mark.parametrize("override,needle", [
+    ({"generator": "cpu", "ddpm": {"steps": 10}}, "ddpm come from generator profile 'cpu'"),
+    ({"generator": "nowhere"}, "generator 'nowhere' must be a profile"),
+    ({"generator": "cpu", "downstream": {"sets": ["entropy-s9"]}}, "downstream.sets ['entropy-s9'] are not sampled"),
+])
+def test_generator_profiles_are_checked(override, needle):
+    raw = copy.deepcopy(RAW)
+    raw["profiles"]["mine"] = override
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        resolve(raw, "mine")
+
+
+def test_a_profile_on_another_generator_inherits_its_images_settings():
+    cpu, pilot = load(ROOT / "params.yaml", "cpu"), load(ROOT / "params.yaml", "pilot")
+    assert pilot.profile.ddpm == cpu.profile.ddpm and pilot.profile.sampling == cpu.profile.sampling
+    assert pilot.generator_config().profile.name == "cpu"
 
 
 def test_unknown_profile_lists_the_known_ones():

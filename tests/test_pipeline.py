@@ -26,13 +26,29 @@ def dvc_outputs(workdir, profile):
     return {tuple(line.split("\t")) for line in res.stdout.splitlines()}
 
 
-@pytest.mark.parametrize("profile", ["smoke", "cpu"])
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "pilot"])
 def test_snakemake_and_dvc_declare_the_same_outputs(tmp_workflow, profile):
     snake = snakemake_outputs(tmp_workflow, profile)
     dvc = dvc_outputs(tmp_workflow, profile)
     assert snake == dvc
     assert {rule for rule, _ in snake} == set(STAGES)
     assert len(snake) == len(Plan(load(ROOT / "params.yaml", profile)).targets())
+
+
+def test_a_profile_on_another_generator_reuses_its_images_and_trains_its_own_networks():
+    plan = Plan(load(ROOT / "params.yaml", "pilot"))
+    assert plan.paths("sample", dataset="retinamnist", set="none")["none.npz"] == \
+        "results/cpu/retinamnist/samples/none.npz"
+    assert plan.command("sample") == "mgdm sample --params params.yaml --profile cpu --dataset {dataset} --set {set}"
+    assert plan.deps("train_classifier") == ["results/cpu/{dataset}/data/dataset.npz",
+                                             "results/cpu/{dataset}/samples/{set}.npz"]
+    assert plan.outputs("train_baseline")[1] == "results/pilot/{dataset}/downstream/{network}/real/seed{seed}.json"
+    # the generator samples every set; the pilot trains on its two, and reports those
+    assert len(plan.generator.values["set"]) == 7 and plan.values["set"] == ["none", "entropy-s2"]
+    report_deps = plan.deps("report")
+    assert "results/cpu/retinamnist/fidelity/entropy-s2.json" in report_deps
+    assert not any("margin" in d for d in report_deps)
+    assert plan.settings("train_ddpm") == Plan(load(ROOT / "params.yaml", "cpu")).settings("train_ddpm")
 
 
 def test_committed_dvc_yaml_is_the_generated_one(tmp_path):

@@ -126,7 +126,7 @@ def stage_report(config, plan, a):
     def predictions(stage, **w):
         return plan.paths(stage, **w)[f"seed{w['seed']}_test.npz"]
 
-    result = run(p.name, list(p.datasets), config.sample_sets(), list(p.downstream.networks),
+    result = run(p.name, list(p.datasets), plan.values["set"], list(p.downstream.networks),
                  list(p.downstream.seeds), sizes, plan.metrics_path, Path(out["downstream.md"]).parent, figures,
                  predictions, p.sampling.mgdm.measure)
     return result, list(figures.values()) + [v for k, v in out.items() if k.endswith(".md")]
@@ -143,10 +143,11 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
     config = load(a.params, a.profile)
     plan = Plan(config, a.params)
     wildcards = {k: getattr(a, k) for k in STAGES[stage].matrix}
+    values = plan.owner(stage).values
     for k, v in wildcards.items():
-        if str(v) not in plan.values[k]:
+        if str(v) not in values[k]:
             raise ConfigError(f"{a.params} (profile {plan.profile!r}): {k} {v!r} is not in this profile's "
-                              f"{k}s {plan.values[k]}")
+                              f"{k}s {values[k]}")
     outputs = [p.format(**wildcards) for p in plan.outputs(stage)]
     if a.threads:
         import torch

@@ -159,6 +159,8 @@ class SamplingConfig(Strict):
 class DownstreamConfig(ClassifierTraining):
     networks: list[str] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
+    sets: list[str] = Field(default_factory=list, description="synthetic sets to train on (names like "
+                            "'entropy-s2'); empty: every set the profile samples")
 
     @field_validator("networks")
     @classmethod
@@ -223,8 +225,14 @@ class GeneratorSweepConfig(Strict):
         return self
 
 
+# The sections that make the synthetic images; a profile with `generator: P` takes them from profile P.
+GENERATOR_SECTIONS = ("datasets", "device", "ddpm", "guidance_net", "reference_net", "sampling", "fidelity", "analysis")
+
+
 class Profile(Strict):
     name: str
+    generator: str | None = Field(None, description="another profile whose generator (data, DDPM, guidance "
+                                  "and reference nets, synthetic sets, fidelity, analysis) this one reuses")
     datasets: list[str] = Field(min_length=1)
     device: str = "cpu"
     ddpm: DDPMConfig
@@ -288,6 +296,16 @@ class Config:
         """Return the synthetic set names of this profile, e.g. ['none', 'entropy-s2']."""
         return [set_name(g, s) for g, grid in self.profile.sampling.scales.items() for s in grid]
 
+    def downstream_sets(self) -> list[str]:
+        """Return the synthetic sets downstream networks train on (`downstream.sets`, default all)."""
+        return list(self.profile.downstream.sets) or self.sample_sets()
+
+    def generator_config(self) -> "Config":
+        """Return the Config of the profile that makes this one's images (itself unless `generator` is set)."""
+        if self.profile.generator is None:
+            return self
+        return resolve(self.params.model_dump(), self.profile.generator, self.source)
+
 
 def set_name(guidance: str, scale: float) -> str:
     return "none" if guidance == "none" else f"{guidance}-s{scale:g}"
@@ -312,7 +330,19 @@ def resolve(raw: dict, profile: str | None = None, source: str = "params.yaml") 
     name = profile or params.profile
     if name not in params.profiles:
         raise ConfigError(f"{source}: unknown profile {name!r}; defined: {', '.join(params.profiles)}")
-    merged = deep_merge(params.defaults, params.profiles[name])
+    overrides = params.profiles[name]
+    base = params.defaults
+    generator = overrides.get("generator")
+    if generator is not None:
+        where = f"{source} (profile {name!r})"
+        if generator not in params.profiles or params.profiles[generator].get("generator") is not None:
+            raise ConfigError(f"{where}: generator {generator!r} must be a profile without a generator of its own")
+        shadowed = [k for k in GENERATOR_SECTIONS if k in overrides]
+        if shadowed:
+            raise ConfigError(f"{where}: {', '.join(shadowed)} come from generator profile {generator!r}; "
+                              "set them there, not here")
+        base = deep_merge(params.defaults, params.profiles[generator])
+    merged = deep_merge(base, overrides)
     merged["name"] = name
     try:
         prof = Profile.model_validate(merged)
@@ -321,7 +351,12 @@ def resolve(raw: dict, profile: str | None = None, source: str = "params.yaml") 
     missing = [d for d in prof.datasets if d not in params.datasets]
     if missing:
         raise ConfigError(f"{source} (profile {name!r}): datasets {missing} are not defined under 'datasets'")
-    return Config(params, prof, source)
+    config = Config(params, prof, source)
+    unknown = [s for s in prof.downstream.sets if s not in config.sample_sets()]
+    if unknown:
+        raise ConfigError(f"{source} (profile {name!r}): downstream.sets {unknown} are not sampled; "
+                          f"sampled: {', '.join(config.sample_sets())}")
+    return config
 
 
 def load(path: str | Path = "params.yaml", profile: str | None = None) -> Config:

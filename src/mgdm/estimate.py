@@ -61,10 +61,10 @@ def estimate(plan: Plan, data_dir: str | None = None) -> str:
             notes.append(f"{d}: data not found, assumed 2000 training images in 5 classes")
         n_train, k = size
         params = unet_parameters(p.ddpm, spec.image_size, 3, k)
-        sets = cfg.sample_sets()
+        sets, trained = cfg.sample_sets(), cfg.downstream_sets()
         n_per_set = p.sampling.per_class * k
         forward = UNET_FORWARD_S * px * params
-        rows += [
+        generator_rows = [
             ("preprocess", 1, 2),
             ("train_ddpm", 1, p.ddpm.steps * UNET_STEP_S * p.ddpm.batch_size * px * params
              # the fidelity probe: every probe_every steps and at the end, plain DDIM of probe_images
@@ -76,13 +76,19 @@ def estimate(plan: Plan, data_dir: str | None = None) -> str:
             ("sample", len(sets), sum(SAMPLER_PASSES[s.split("-s")[0]] for s in sets) * p.sampling.ddim_steps
              * n_per_set * forward),
             ("fidelity", len(sets), FIDELITY_CALL_S * 4 * len(sets)),  # the set and three floor draws
+            ("analyze", 1, 10),
+        ]
+        if p.generator and Path(plan.metrics_path("analyze", dataset=d)).exists():
+            notes.append(f"{d}: images already made by profile {p.generator!r} (not counted)")
+        else:
+            rows += generator_rows
+        rows += [
             ("train_baseline", len(p.downstream.networks) * len(p.downstream.seeds),
              len(p.downstream.networks) * len(p.downstream.seeds) * p.downstream.epochs * n_train
              * CLASSIFIER_IMAGE_EPOCH_S * px),
-            ("train_classifier", len(p.downstream.networks) * len(p.downstream.seeds) * len(sets),
-             len(p.downstream.networks) * len(p.downstream.seeds) * len(sets) * p.downstream.epochs
+            ("train_classifier", len(p.downstream.networks) * len(p.downstream.seeds) * len(trained),
+             len(p.downstream.networks) * len(p.downstream.seeds) * len(trained) * p.downstream.epochs
              * (n_train + n_per_set) * CLASSIFIER_IMAGE_EPOCH_S * px),
-            ("analyze", 1, 10),
         ]
     rows.append(("report", 1, 5))
     totals: dict[str, list[float]] = {}
@@ -90,7 +96,7 @@ def estimate(plan: Plan, data_dir: str | None = None) -> str:
         t = totals.setdefault(stage, [0, 0.0])
         t[0] += jobs
         t[1] += seconds + jobs * JOB_OVERHEAD_S
-    lines = [f"profile {plan.profile}: datasets {list(p.datasets)}, {len(cfg.sample_sets())} synthetic sets, "
+    lines = [f"profile {plan.profile}: datasets {list(p.datasets)}, {len(cfg.downstream_sets())} synthetic sets, "
              f"networks {list(p.downstream.networks)}, seeds {list(p.downstream.seeds)}", "",
              f"{'stage':<22}{'jobs':>6}{'est. minutes':>14}"]
     for stage in STAGES:

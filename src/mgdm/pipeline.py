@@ -35,13 +35,16 @@ class Stage:
     priority: int = 0  # Snakemake starts higher first: the DDPM is the long pole of every DAG
 
 
-D = "{root}/{dataset}"
+# {gen}: where the profile that makes the images keeps its files (the profile's own root unless it sets
+# `generator`); {root}: this profile's. The generator's files are shared by every profile built on it.
+D = "{gen}/{dataset}"
+R = "{root}/{dataset}"
 DATA = f"{D}/data/dataset.npz"
 DDPM = f"{D}/ddpm/model.safetensors"
 GUIDANCE_NET = f"{D}/guidance_net/model.safetensors"
 REFERENCE_NET = f"{D}/reference_net/model.safetensors"
 SAMPLES = f"{D}/samples/{{set}}.npz"
-FIGURES = "{root}/figures"
+FIGURES = "{gen}/figures"
 
 STAGES = {s.name: s for s in [
     Stage("preprocess", ("dataset",), "--dataset {dataset}", (),
@@ -58,12 +61,12 @@ STAGES = {s.name: s for s in [
     Stage("fidelity", ("dataset", "set"), "--dataset {dataset} --set {set}", (DATA, SAMPLES, REFERENCE_NET),
           (), f"{D}/fidelity/{{set}}.json", ("fidelity",)),
     Stage("train_baseline", ("dataset", "network", "seed"), "--dataset {dataset} --network {network} --seed {seed}",
-          (DATA,), (f"{D}/downstream/{{network}}/real/seed{{seed}}_test.npz",),
-          f"{D}/downstream/{{network}}/real/seed{{seed}}.json", ("downstream",)),
+          (DATA,), (f"{R}/downstream/{{network}}/real/seed{{seed}}_test.npz",),
+          f"{R}/downstream/{{network}}/real/seed{{seed}}.json", ("downstream",)),
     Stage("train_classifier", ("dataset", "network", "set", "seed"),
           "--dataset {dataset} --network {network} --set {set} --seed {seed}", (DATA, SAMPLES),
-          (f"{D}/downstream/{{network}}/{{set}}/seed{{seed}}_test.npz",),
-          f"{D}/downstream/{{network}}/{{set}}/seed{{seed}}.json", ("downstream",)),
+          (f"{R}/downstream/{{network}}/{{set}}/seed{{seed}}_test.npz",),
+          f"{R}/downstream/{{network}}/{{set}}/seed{{seed}}.json", ("downstream",)),
     Stage("analyze", ("dataset",), "--dataset {dataset}", (DATA, REFERENCE_NET, SAMPLES),
           (f"{FIGURES}/{{dataset}}_entropy.png", f"{FIGURES}/{{dataset}}_embedding.png",
            f"{FIGURES}/{{dataset}}_samples.png"), f"{D}/analysis/distribution.json", ("analysis",),
@@ -71,11 +74,11 @@ STAGES = {s.name: s for s in [
     Stage("report", (), "",
           (f"{D}/data/summary.json", f"{D}/ddpm/metrics.json", f"{D}/guidance_net/metrics.json",
            f"{D}/reference_net/metrics.json", f"{D}/samples/{{set}}.json", f"{D}/fidelity/{{set}}.json",
-           f"{D}/downstream/{{network}}/real/seed{{seed}}.json", f"{D}/downstream/{{network}}/{{set}}/seed{{seed}}.json",
-           f"{D}/downstream/{{network}}/real/seed{{seed}}_test.npz",
-           f"{D}/downstream/{{network}}/{{set}}/seed{{seed}}_test.npz", f"{D}/analysis/distribution.json"),
+           f"{R}/downstream/{{network}}/real/seed{{seed}}.json", f"{R}/downstream/{{network}}/{{set}}/seed{{seed}}.json",
+           f"{R}/downstream/{{network}}/real/seed{{seed}}_test.npz",
+           f"{R}/downstream/{{network}}/{{set}}/seed{{seed}}_test.npz", f"{D}/analysis/distribution.json"),
           tuple(f"{{root}}/tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex"))
-          + (f"{FIGURES}/downstream.png", f"{FIGURES}/fidelity_vs_downstream.png"),
+          + ("{root}/figures/downstream.png", "{root}/figures/fidelity_vs_downstream.png"),
           "{root}/tables/report.json", committed=("tables", "figures")),
 ]}
 
@@ -89,30 +92,52 @@ def dvc_fields(pattern: str, matrix: tuple[str, ...]) -> str:
     return re.sub(r"\{(\w+)\}", r"${item.\1}" if len(matrix) > 1 else r"${item}", pattern)
 
 
-class Plan:
-    """The stage table resolved for one profile: wildcard values, paths, commands."""
+GENERATOR_STAGES = ("preprocess", "train_ddpm", "train_guidance_net", "train_reference_net", "sample", "fidelity",
+                    "analyze")
 
-    def __init__(self, config: Config, params_file: str = "params.yaml"):
+
+def delegated(method):
+    """Run a generator stage's method on the generator's Plan (its profile, its root, all its sets)."""
+    @functools.wraps(method)
+    def wrapper(self, stage, *args, **kwargs):
+        owner = self.generator if stage in GENERATOR_STAGES else self
+        return method(owner, stage, *args, **kwargs)
+    return wrapper
+
+
+class Plan:
+    """The stage table resolved for one profile: wildcard values, paths, commands.
+
+    The generator stages belong to `self.generator`: a Plan of the profile named by `generator` (or of
+    this profile, sampling every set), so a study profile reuses another profile's images as they are.
+    Downstream stages and the report are this profile's, over `downstream.sets`.
+    """
+
+    def __init__(self, config: Config, params_file: str = "params.yaml", _generator: bool = False):
         self.config, self.params_file = config, params_file
         p = config.profile
         self.profile = p.name
         self.root = f"results/{p.name}"
-        self.values = {"dataset": list(p.datasets), "set": config.sample_sets(),
+        self.generator = self if _generator else Plan(config.generator_config(), params_file, _generator=True)
+        sets = config.sample_sets() if _generator else config.downstream_sets()
+        self.values = {"dataset": list(p.datasets), "set": sets,
                        "network": list(p.downstream.networks), "seed": [str(s) for s in p.downstream.seeds]}
 
     def expand(self, pattern: str, keep: tuple[str, ...] = ()) -> list[str]:
         """Return `pattern` with every field not in `keep` expanded over its values (keep stays `{field}`)."""
-        pattern = pattern.replace("{root}", self.root)
+        pattern = pattern.replace("{root}", self.root).replace("{gen}", self.generator.root)
         free = [f for f in dict.fromkeys(fields(pattern)) if f not in keep]
         out = []
         for combo in itertools.product(*(self.values[f] for f in free)):
             out.append(pattern.format(**dict(zip(free, combo)), **{k: "{" + k + "}" for k in keep}))
         return list(dict.fromkeys(out))
 
+    @delegated
     def deps(self, stage: str) -> list[str]:
         s = STAGES[stage]
         return [p for d in s.deps for p in self.expand(d, s.matrix)]
 
+    @delegated
     def outputs(self, stage: str) -> list[str]:
         """Return every file the stage writes (outs, then its metrics JSON), with its wildcards left in."""
         s = STAGES[stage]
@@ -124,12 +149,16 @@ class Plan:
         return {path.rsplit("/", 1)[-1]: path for path in paths}
 
     def metrics_path(self, stage: str, **wildcards) -> str:
-        return STAGES[stage].metrics.replace("{root}", self.root).format(**wildcards)
+        return STAGES[stage].metrics.replace("{root}", self.root).replace("{gen}", self.generator.root).format(**wildcards)
+
+    def owner(self, stage: str) -> "Plan":
+        return self.generator if stage in GENERATOR_STAGES else self
 
     def targets(self) -> list[str]:
         """Return every file of every job: what `snakemake` (rule all) builds."""
-        return [p for s in STAGES for o in self.outputs(s) for p in self.expand(o)]
+        return [p for s in STAGES for o in self.outputs(s) for p in self.owner(s).expand(o)]
 
+    @delegated
     def command(self, stage: str, style: str = "format") -> str:
         """Return the stage's shell command with wildcards as `{x}` (style "format") or DVC's `${item.x}`."""
         s = STAGES[stage]
@@ -138,39 +167,42 @@ class Plan:
             args = dvc_fields(args, s.matrix)
         return f"mgdm {stage.replace('_', '-')} --params {self.params_file} --profile {self.profile} {args}".strip()
 
+    @delegated
     def settings(self, stage: str) -> str:
         """The profile sections a stage reads, as JSON: Snakemake reruns a job when they change."""
         p = self.config.profile.model_dump()
         return json.dumps({k: p[k] for k in STAGES[stage].params}, sort_keys=True)
 
     def wildcard_constraints(self) -> dict[str, str]:
-        return {k: "|".join(re.escape(v) for v in vals) for k, vals in self.values.items()}
+        values = {k: list(dict.fromkeys(v + self.generator.values[k])) for k, v in self.values.items()}
+        return {k: "|".join(re.escape(v) for v in vals) for k, vals in values.items()}
 
     def dvc_yaml(self) -> dict:
         """Return dvc.yaml's content: the same stages, foreach/matrix over the same values."""
         stages = {}
         for name, s in STAGES.items():
+            owner = self.owner(name)
             sub = functools.partial(dvc_fields, matrix=s.matrix)
             entry: dict = {"cmd": self.command(name, style="dvc")}
             if len(s.matrix) == 1:
-                entry = {"foreach": self.values[s.matrix[0]], "do": entry}
+                entry = {"foreach": owner.values[s.matrix[0]], "do": entry}
             elif s.matrix:
-                entry = {"matrix": {k: self.values[k] for k in s.matrix}, **entry}
+                entry = {"matrix": {k: owner.values[k] for k in s.matrix}, **entry}
             body = entry.get("do", entry)
             deps = [sub(d) for d in self.deps(name)]
             if deps:
                 body["deps"] = deps
-            raw_keys = self._param_keys(s)
+            raw_keys = owner._param_keys(s)
             if raw_keys:
                 body["params"] = [{self.params_file: raw_keys}]
             outs = []
-            for o in (p for out in s.outs for p in self.expand(out, s.matrix)):
+            for o in (p for out in s.outs for p in owner.expand(out, s.matrix)):
                 committed = any(f"/{c}/" in o for c in s.committed)
                 outs.append({sub(o): {"cache": False}} if committed else sub(o))
             if outs:
                 body["outs"] = outs
             if s.metrics:
-                body["metrics"] = [{sub(m): {"cache": False}} for m in self.expand(s.metrics, s.matrix)]
+                body["metrics"] = [{sub(m): {"cache": False}} for m in owner.expand(s.metrics, s.matrix)]
             stages[name] = entry
         return {"stages": stages}
 
@@ -178,5 +210,6 @@ class Plan:
         """The params.yaml keys behind a stage's settings that exist in the file (DVC wants real keys)."""
         raw = self.config.params
         keys = [f"defaults.{k}" for k in s.params if k in raw.defaults]
-        keys += [f"profiles.{self.profile}.{k}" for k in s.params if k in raw.profiles[self.profile]]
+        for profile in [g for g in (self.config.profile.generator, self.profile) if g]:  # inherited, then own
+            keys += [f"profiles.{profile}.{k}" for k in s.params if k in raw.profiles[profile]]
         return keys

@@ -22,9 +22,9 @@ for stage in STAGES:
             # a default argument binds this loop's stage (the shell line is evaluated when the job runs)
             cmd=lambda wildcards, stage=stage: PLAN.command(stage).format(**wildcards),
         log:
-            f"{PLAN.root}/logs/{stage}/{job_tag(stage)}.log",
+            f"{PLAN.owner(stage).root}/logs/{stage}/{job_tag(stage)}.log",
         benchmark:
-            f"{PLAN.root}/benchmarks/{stage}/{job_tag(stage)}.tsv"
+            f"{PLAN.owner(stage).root}/benchmarks/{stage}/{job_tag(stage)}.tsv"
         threads: STAGES[stage].threads
         priority: STAGES[stage].priority
         conda:
