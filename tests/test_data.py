@@ -106,3 +106,85 @@ def test_official_retinamnist_matches_its_md5_and_counts():
     assert [len(splits[s][1]) for s in ("train", "val", "test")] == [1080, 120, 400]
     assert np.bincount(splits["train"][1]).tolist() == [486, 128, 206, 194, 66]
     assert md5sum(path) == "bd4c0672f1bba3e3a89f0e4e876791e4"
+
+
+def test_fractional_labels_are_refused_and_whole_floats_accepted(tmp_path):
+    path = medmnist_file(tmp_path / "x.npz")
+    arrays = dict(np.load(path))
+    arrays["train_labels"] = arrays["train_labels"] + 0.5
+    np.savez(tmp_path / "half.npz", **arrays)
+    with pytest.raises(DataError, match=r"half\.npz: train_labels are not whole numbers"):
+        load_medmnist(tmp_path / "half.npz")
+    arrays["train_labels"] = arrays["train_labels"] - 0.5  # 0.0, 1.0, 2.0: class indices stored as floats
+    np.savez(tmp_path / "whole.npz", **arrays)
+    assert load_medmnist(tmp_path / "whole.npz")["train"][1].dtype == np.int64
+
+
+class Planted:
+    """A pickle that would leave a file behind if it were ever unpickled."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def bad_checkpoint(kind: str, path: Path) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    from mgdm.guidance.noisy_classifier import NoisyClassifier
+
+    good = {k: v.contiguous() for k, v in NoisyClassifier(1, 3, width=8).state_dict().items()}
+    if kind == "truncated":
+        save_file(good, str(path))
+        path.write_bytes(path.read_bytes()[:200])
+    elif kind == "pickle":
+        torch.save({"state": good, "planted": Planted(path.parent / "unpickled")}, path)
+    elif kind == "foreign":  # another architecture's weights
+        save_file({k: v.contiguous() for k, v in NoisyClassifier(3, 5, width=16).state_dict().items()}, str(path))
+    elif kind == "empty":
+        path.write_bytes(b"")
+    return path
+
+
+@pytest.mark.parametrize("kind,needle", [("truncated", "not a readable safetensors checkpoint"),
+                                         ("pickle", "not a readable safetensors checkpoint"),
+                                         ("empty", "not a readable safetensors checkpoint"),
+                                         ("foreign", "weights do not fit the NoisyClassifier")])
+def test_bad_checkpoints_are_refused_in_one_line_and_never_unpickled(tmp_path, kind, needle):
+    from mgdm.files import FileError, load_weights
+    from mgdm.guidance.noisy_classifier import NoisyClassifier
+
+    path = bad_checkpoint(kind, tmp_path / "model.safetensors")
+    with pytest.raises(FileError) as err:
+        load_weights(path, NoisyClassifier(1, 3, width=8))
+    message = str(err.value)
+    assert message.startswith(f"{path}: {needle}") and "\n" not in message
+    assert not (tmp_path / "unpickled").exists()
+
+
+@pytest.mark.parametrize("kind", ["truncated", "pickle"])
+def test_sample_refuses_a_bad_ddpm_checkpoint_naming_it(tmp_path, kind):
+    import shutil
+
+    from mgdm.config import load
+    from mgdm.diffusion.unet import unet_config
+    from mgdm.files import write_json
+
+    shutil.copy(ROOT / "params.yaml", tmp_path)
+    run(["mgdm", "preprocess", "--profile", "smoke", "--dataset", "discs", "--no-mlflow"], tmp_path)
+    ddpm = tmp_path / "results/smoke/discs/ddpm/model.safetensors"
+    ddpm.parent.mkdir(parents=True)
+    write_json(ddpm.with_suffix(".json"), {"unet": unet_config(load(ROOT / "params.yaml", "smoke").profile.ddpm,
+                                                                16, 1, 3)})
+    bad_checkpoint(kind, ddpm)
+    res = run(["mgdm", "sample", "--profile", "smoke", "--dataset", "discs", "--set", "none", "--no-mlflow"],
+              tmp_path, check=False)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith(
+        "mgdm sample: error: results/smoke/discs/ddpm/model.safetensors: not a readable safetensors checkpoint")
+    assert not (tmp_path / "results/smoke/discs/samples").exists() or \
+        not any((tmp_path / "results/smoke/discs/samples").iterdir())
+    assert not (ddpm.parent / "unpickled").exists()

@@ -137,7 +137,7 @@ WILDCARD_ARGS = {"dataset": str, "set": str, "network": str, "seed": int}
 
 
 def run_stage(stage: str, a: argparse.Namespace) -> int:
-    from mgdm.data.splits import DataError
+    from mgdm.files import FileError
     from mgdm.files import write_json
 
     config = load(a.params, a.profile)
@@ -164,7 +164,7 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
     except BaseException as err:
         for p in outputs:  # a failed job leaves nothing that looks finished
             Path(p).unlink(missing_ok=True)
-        if isinstance(err, (ConfigError, DataError, FileNotFoundError)):
+        if isinstance(err, (ConfigError, FileError, FileNotFoundError)):
             print(f"mgdm {stage}: error: {err}", file=sys.stderr)
             return 2
         raise

@@ -17,6 +17,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
+class FileError(ValueError):
+    """A file that exists but cannot be used; the message names the file and the problem (one line)."""
+
+
 UMASK = os.umask(0)
 os.umask(UMASK)
 
@@ -48,7 +52,7 @@ def read_json(path: str | Path) -> dict:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: file not found (has its stage run?)") from None
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+        raise FileError(f"{path}: not valid JSON ({err})") from None
 
 
 def write_npz(path: str | Path, **arrays) -> None:
@@ -71,10 +75,20 @@ def load_model_config(path: str | Path) -> dict:
 
 
 def load_weights(path: str | Path, model: torch.nn.Module) -> torch.nn.Module:
+    """Load a safetensors checkpoint into `model`; anything else (a pickle, a truncated file, another
+    architecture's weights) is refused with the file named. Nothing is ever unpickled."""
     try:
-        model.load_state_dict(load_file(str(path)))
+        state = load_file(str(path))
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: checkpoint not found (has its training stage run?)") from None
+    except Exception as err:  # safetensors raises its own error types for a bad header or a short file
+        raise FileError(f"{path}: not a readable safetensors checkpoint ({str(err).splitlines()[0]})") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
+        raise FileError(f"{path}: weights do not fit the {type(model).__name__} its config describes "
+                        f"({first.rstrip('.')})") from None
     return model
 
 

@@ -57,5 +57,10 @@ def load_medmnist(path: str | Path, md5: str | None = None, url: str | None = No
         if isinstance(err, DataError):
             raise
         raise DataError(f"{path}: not a readable .npz file ({err})") from None
+    for s in SPLITS:
+        labels = arrays[f"{s}_labels"]
+        if not np.issubdtype(labels.dtype, np.number) or np.any(labels != np.round(labels)):
+            raise DataError(f"{path}: {s}_labels are not whole numbers (e.g. {labels.reshape(-1)[:3].tolist()}); "
+                            "labels must be class indices")
     return {s: (as_nhwc(arrays[f"{s}_images"]), arrays[f"{s}_labels"].reshape(-1).astype(np.int64))
             for s in SPLITS}

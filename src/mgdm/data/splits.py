@@ -8,12 +8,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mgdm.files import write_npz
+from mgdm.files import FileError, write_npz
 
 SPLITS = ("train", "val", "test")
 
 
-class DataError(ValueError):
+class DataError(FileError):
     """Input data that cannot be used; the message names the file and the problem."""
 
 
