@@ -36,7 +36,7 @@ def broken(path: list[str], value):
     (["defaults", "ddpm", "learning_rate"], 0.1, "ddpm.learning_rate"),
     (["defaults", "fidelity", "feature_extractors"], ["inception"], "inception_weights"),
     (["defaults", "datasets"], ["nowhere"], "nowhere"),
-    (["defaults", "sampling", "scales", "bald"], [2.0], "guidance_net.dropout > 0"),
+    (["profiles", "cpu", "guidance_net"], {"dropout": 0.0}, "guidance_net.dropout > 0"),  # cpu samples bald
 ])
 def test_bad_values_name_the_field(path, value, needle):
     with pytest.raises(ConfigError) as err:

@@ -80,3 +80,28 @@ def test_claims_table_states_each_claim_with_a_verdict():
     assert by_claim.loc["two-stage MGDM beats one-stage uncertainty guidance", "comparison"] == "mgdm-s2 − entropy-s2"
     across = by_claim.loc["the gain over real-only holds across networks"]
     assert across["n"] == 6 and across["verdict"] == "supported" and "6/6 networks > 0" in across["comparison"]
+
+
+def test_pairs_for_halfwidth_uses_the_t_interval():
+    from mgdm.analysis.paired import halfwidth, pairs_for_halfwidth
+
+    n = pairs_for_halfwidth(3.0, 1.5)
+    assert n == 18 and halfwidth(3.0, n) <= 1.5 < halfwidth(3.0, n - 1)
+    assert halfwidth(3.0, 18) == pytest.approx(stats.t.ppf(0.975, 17) * 3 / 18**0.5)
+
+
+def test_power_table_designs_from_the_pilot_sd_and_cost():
+    from mgdm.analysis.paired import pairs_for_halfwidth, power_table
+
+    rows = []
+    for seed in range(6):
+        base = 0.5 + 0.05 * seed
+        rows += [{"network": "resnet18", "seed": seed, "train set": "real", "acc": base},
+                 {"network": "resnet18", "seed": seed, "train set": "none", "acc": base + (0.02 if seed % 2 else -0.02)}]
+    table, summary = power_table(pd.DataFrame(rows), wall_s=120.0, target=1.5, budget_min=60, parallel=2, max_sets=3)
+    sd = float(np.std([2, -2] * 3, ddof=1))
+    assert summary["sd_points"] == pytest.approx(sd) and summary["pilot_pairs"] == 6
+    need = pairs_for_halfwidth(sd, 1.5)
+    two = table.set_index("compared sets").loc[2]
+    assert two["pairs needed"] == need and two["minutes needed"] == pytest.approx(need * 3 * 120 / 60 / 2)
+    assert two["pairs in 60 min"] == 20  # 60 min / (3 runs x 2 min / 2 parallel)

@@ -301,6 +301,31 @@ def survey_zoo(a) -> int:
     return 0
 
 
+def power(a) -> int:
+    from mgdm.analysis import paired
+    from mgdm.analysis.tables import downstream_runs, write_table
+
+    config = load(a.params, a.profile)
+    plan = Plan(config, a.params)
+    p = config.profile
+    name = a.dataset or plan.values["dataset"][0]
+    runs = downstream_runs([name], list(p.downstream.networks), plan.values["set"], list(p.downstream.seeds),
+                           {name: config.dataset(name).image_size}, plan.metrics_path)
+    wall = float(runs["wall_s"].mean())
+    table, summary = paired.power_table(runs, wall, a.halfwidth, a.budget_min, a.parallel)
+    sds = ", ".join(f"{k[3:]} {v:.2f}" for k, v in summary.items() if k.startswith("sd_") and k != "sd_points")
+    write_table(table, Path(plan.root) / "tables" / "power",
+                f"Study design from the `{p.name}` pilot on {name}: over {summary['pilot_pairs']} (network, seed) "
+                f"pairs, the sd of the paired accuracy change against real-only is {summary['sd_points']:.2f} points "
+                f"(pooled; per set: {sds}); a 95% CI half-width of {a.halfwidth:g} points needs "
+                f"{summary['pairs_needed']} pairs per compared set. Minutes: (1 + sets) runs per pair at the pilot's "
+                f"{wall:.0f} s per run ({p.downstream.epochs} epochs of {', '.join(p.downstream.networks)}), "
+                f"{a.parallel} jobs side by side.")
+    print(f"sd {summary['sd_points']:.2f} points over {summary['pilot_pairs']} pairs; "
+          f"{summary['pairs_needed']} pairs for ±{a.halfwidth:g}; wrote {plan.root}/tables/power.md")
+    return 0
+
+
 def show_plan(a) -> int:
     from mgdm.estimate import estimate
 
@@ -351,6 +376,14 @@ def main(argv: list[str] | None = None) -> int:
     z.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     z.add_argument("--no-progress", action="store_true")
     z.set_defaults(func=survey_zoo)
+    pw = sub.add_parser("power", help="design a study from a pilot profile's downstream runs: seed-to-seed sd of "
+                        "paired accuracy changes, pairs needed for a CI half-width, what a budget buys; "
+                        "e.g. mgdm power --profile pilot --halfwidth 1.5 --budget-min 150")
+    pw.add_argument("--dataset", default=None, help="dataset (default: the profile's first)")
+    pw.add_argument("--halfwidth", type=float, default=1.5, help="target 95%% CI half-width, accuracy points")
+    pw.add_argument("--budget-min", type=float, default=150, help="wall-clock budget of the study, minutes")
+    pw.add_argument("--parallel", type=int, default=2, help="downstream jobs side by side (e.g. --cores)")
+    pw.set_defaults(func=power)
     pl = sub.add_parser("plan", help="print the jobs of a profile and their estimated wall clock")
     pl.set_defaults(func=show_plan)
     for p in sub.choices.values():

@@ -112,7 +112,9 @@ def run(dataset: Dataset, reference_net: str | Path, synthetic: dict[str, str | 
     per_class = min(6, min(np.bincount(labels, minlength=dataset.num_classes).max() for _, labels in grids.values()))
     ncols = min(4, len(grids))
     nrows = -(-len(grids) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.8 * nrows), squeeze=False)
+    # each panel is per_class images wide and one row per class tall: size the canvas to that shape
+    panel_h = 2.6 * dataset.num_classes / per_class + 0.4
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, panel_h * nrows + 0.5), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (name, (images, labels)) in zip(axes.flat, grids.items()):

@@ -167,3 +167,33 @@ def format_table(df: pd.DataFrame) -> pd.DataFrame:
                [f"[{lo:+.2f}, {hi:+.2f}]" if not math.isnan(lo) else "--" for lo, hi in zip(df.ci_low, df.ci_high)])
     out["mean"] = [f"{m:+.2f}" for m in df["mean"]]
     return out
+
+
+def halfwidth(sd: float, n: int) -> float:
+    """The expected 95% CI half-width of a mean of n paired differences with standard deviation sd."""
+    return float(stats.t.ppf(1 - ALPHA / 2, n - 1) * sd / math.sqrt(n)) if n > 1 else math.inf
+
+
+def pairs_for_halfwidth(sd: float, target: float, most: int = 10_000) -> int:
+    """The fewest pairs whose 95% CI half-width is at most `target` (t interval, sd from a pilot)."""
+    return next((n for n in range(2, most) if halfwidth(sd, n) <= target), most)
+
+
+def power_table(runs: pd.DataFrame, wall_s: float, target: float, budget_min: float, parallel: int,
+                max_sets: int = 8) -> tuple[pd.DataFrame, dict]:
+    """Design a study from a pilot: the seed-to-seed sd of paired accuracy changes (points) against
+    real-only, the pairs needed for a CI half-width of `target`, and for 1..max_sets compared sets, the
+    minutes that needs (runs x pilot wall clock per run / parallel jobs) and the half-width the budget buys."""
+    sets = [s for s in runs["train set"].unique() if s != "real"]
+    sds = {s: float(100 * pairs(runs, s, "real", "acc")["diff"].std(ddof=1)) for s in sets}
+    sd = math.sqrt(float(np.mean([v ** 2 for v in sds.values()])))  # pooled over the pilot's sets
+    need = pairs_for_halfwidth(sd, target)
+    rows = []
+    for k in range(1, max_sets + 1):
+        per_pair_min = (k + 1) * wall_s / 60 / parallel  # real-only + k synthetic sets per (network, seed)
+        afford = int(budget_min // per_pair_min)
+        rows.append({"compared sets": k, "pairs needed": need, "minutes needed": need * per_pair_min,
+                     f"pairs in {budget_min:g} min": afford, "half-width reached": halfwidth(sd, afford)})
+    summary = {"sd_points": sd, **{f"sd_{s}": v for s, v in sds.items()}, "pilot_pairs": int(runs["seed"].nunique()),
+               "wall_s_per_run": wall_s, "pairs_needed": need}
+    return pd.DataFrame(rows), summary

@@ -58,25 +58,38 @@ def downstream_table(runs: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def run(profile: str, datasets: list[str], sets: list[str], networks: list[str], seeds: list[int],
-        image_sizes: dict[str, int], metrics, tables_dir: str | Path, figures: dict[str, str | Path],
-        predictions, mgdm_measure: str) -> dict:
-    """Read every stage's metrics JSON (at `metrics(stage, **wildcards)`) and the downstream runs' test
-    predictions (at `predictions(stage, **wildcards)`), and write tables and figures."""
-    down, fid, dist, runtime, guidance = [], [], [], [], []
-    preds: dict[str, dict] = {d: {} for d in datasets}
+def downstream_runs(datasets: list[str], networks: list[str], sets: list[str], seeds: list[int],
+                    image_sizes: dict[str, int], metrics) -> pd.DataFrame:
+    """One row per downstream job (real-only and each synthetic set): its grading metrics and wall clock."""
+    rows = []
     for d in datasets:
         for n in networks:
             for s in ["real", *sets]:
                 for seed in seeds:
                     stage, extra = ("train_baseline", {}) if s == "real" else ("train_classifier", {"set": s})
                     m = read_json(metrics(stage, dataset=d, network=n, seed=seed, **extra))
-                    with np.load(predictions(stage, dataset=d, network=n, seed=seed, **extra)) as f:
-                        preds[d][(n, s, seed)] = (f["probs"].argmax(1), f["labels"])
-                    adaptation = NETWORKS[n].adaptation(image_sizes[d])
-                    down.append({"dataset": d, "network": n, "adaptation": adaptation, "train set": s, "seed": seed,
-                                 **{k: m.get(k) for k in GRADING}})
-                    runtime.append({"stage": stage, "job": f"{d}/{n}/{s}/seed{seed}", "wall_s": m.get("wall_s")})
+                    rows.append({"dataset": d, "network": n, "adaptation": NETWORKS[n].adaptation(image_sizes[d]),
+                                 "train set": s, "seed": seed, **{k: m.get(k) for k in GRADING},
+                                 "wall_s": m.get("wall_s")})
+    return pd.DataFrame(rows)
+
+
+def run(profile: str, datasets: list[str], sets: list[str], networks: list[str], seeds: list[int],
+        image_sizes: dict[str, int], metrics, tables_dir: str | Path, figures: dict[str, str | Path],
+        predictions, mgdm_measure: str) -> dict:
+    """Read every stage's metrics JSON (at `metrics(stage, **wildcards)`) and the downstream runs' test
+    predictions (at `predictions(stage, **wildcards)`), and write tables and figures."""
+    fid, dist, guidance = [], [], []
+    runs = downstream_runs(datasets, networks, sets, seeds, image_sizes, metrics)
+    runtime = [{"stage": "train_baseline" if r["train set"] == "real" else "train_classifier",
+                "job": f"{r['dataset']}/{r['network']}/{r['train set']}/seed{r['seed']}", "wall_s": r["wall_s"]}
+               for r in runs.to_dict("records")]
+    preds: dict[str, dict] = {d: {} for d in datasets}
+    for r in runs.to_dict("records"):
+        stage, extra = ("train_baseline", {}) if r["train set"] == "real" else ("train_classifier", {"set": r["train set"]})
+        with np.load(predictions(stage, dataset=r["dataset"], network=r["network"], seed=r["seed"], **extra)) as f:
+            preds[r["dataset"]][(r["network"], r["train set"], r["seed"])] = (f["probs"].argmax(1), f["labels"])
+    for d in datasets:
         for i, s in enumerate(sets):
             f = read_json(metrics("fidelity", dataset=d, set=s))
             fid.append({"dataset": d, "set": s, "n": f.get("n_fake"),
@@ -99,7 +112,6 @@ def run(profile: str, datasets: list[str], sets: list[str], networks: list[str],
         for stage in ("preprocess", "train_ddpm", "train_guidance_net", "train_reference_net", "analyze"):
             runtime.append({"stage": stage, "job": d, "wall_s": read_json(metrics(stage, dataset=d)).get("wall_s")})
 
-    runs = pd.DataFrame(down)
     tables_dir = Path(tables_dir)
     caption = (f"Downstream grading on the real test split (profile `{profile}`; networks trained on real + each "
                f"synthetic set, epoch selected on real validation AUC; mean ± std over seeds {seeds}).")
