@@ -2,8 +2,6 @@
 # workflow/rules/stages.smk makes one rule per stage from it.
 #   snakemake --cores 2                          (the `profile` named in params.yaml: cpu)
 #   snakemake --cores 2 --config profile=smoke   (another profile)
-import os
-
 from mgdm.config import resolve
 from mgdm.pipeline import Plan
 
@@ -30,4 +28,4 @@ rule all:
 onstart:
     from mgdm.estimate import estimate
 
-    print(estimate(PLAN, config.get("data_dir") or os.environ.get("MGDM_DATA_DIR")))
+    print(estimate(PLAN, PLAN.config.data_dir()))

@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mgdm.classifiers.stage import load_synthetic
+from mgdm.data.synthetic import load_synthetic
 from mgdm.config import DDPMConfig, DatasetSpec
 from mgdm.data import preprocess
 from mgdm.data.splits import Dataset, DataError

@@ -28,8 +28,8 @@ def stage_preprocess(config, plan, a):
     from mgdm.data.preprocess import run
 
     out = plan.paths("preprocess", dataset=a.dataset)
-    data_dir = config.params.data_dir or os.environ.get("MGDM_DATA_DIR")
-    return run(a.dataset, config.dataset(a.dataset), data_dir, Path(out["dataset.npz"]).parent), [out["preview.png"]]
+    return run(a.dataset, config.dataset(a.dataset), config.data_dir(), Path(out["dataset.npz"]).parent), \
+        [out["preview.png"]]
 
 
 def stage_train_ddpm(config, plan, a):
@@ -330,7 +330,7 @@ def show_plan(a) -> int:
     from mgdm.estimate import estimate
 
     config = load(a.params, a.profile)
-    print(estimate(Plan(config, a.params), config.params.data_dir or os.environ.get("MGDM_DATA_DIR")))
+    print(estimate(Plan(config, a.params), config.data_dir()))
     return 0
 
 

@@ -8,6 +8,7 @@ stage sees the same, checked values. Nothing else in the package reads params.ya
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -286,6 +287,10 @@ class Config:
 
     def __init__(self, params: Params, profile: Profile, source: str):
         self.params, self.profile, self.source = params, profile, source
+
+    def data_dir(self) -> str | None:
+        """The folder holding the data files: `data_dir` in params.yaml, else $MGDM_DATA_DIR (the one place)."""
+        return self.params.data_dir or os.environ.get("MGDM_DATA_DIR")
 
     def dataset(self, name: str) -> DatasetSpec:
         if name not in self.params.datasets:

@@ -108,7 +108,7 @@ def run_variant(dataset: Dataset, profile: Profile, name: str, reference_net: st
 
 def real_floor(dataset: Dataset, profile: Profile, reference_net: str | Path, draws: int = 3) -> dict:
     """Return the probe's metrics for held-out real images (val + test) in the probe's class mix, mean over draws."""
-    from mgdm.classifiers.stage import load_classifier
+    from mgdm.classifiers.zoo import load_classifier
     from mgdm.metrics.features import class_mix_mean, embed, heldout
 
     model = load_classifier(reference_net)

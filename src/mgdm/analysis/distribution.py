@@ -21,7 +21,8 @@ from scipy.stats import ks_2samp  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
-from mgdm.classifiers.stage import load_classifier, load_synthetic  # noqa: E402
+from mgdm.classifiers.zoo import load_classifier  # noqa: E402
+from mgdm.data.synthetic import load_synthetic  # noqa: E402
 from mgdm.config import AnalysisConfig  # noqa: E402
 from mgdm.data.splits import Dataset  # noqa: E402
 from mgdm.files import save_figure  # noqa: E402

@@ -8,29 +8,12 @@ import numpy as np
 import torch
 
 from mgdm.classifiers.train import predict_proba, train_classifier
-from mgdm.classifiers.zoo import NETWORKS, create_network
+from mgdm.classifiers.zoo import NETWORKS
 from mgdm.config import ClassifierTraining
-from mgdm.data.splits import Dataset, DataError, to_model_range
-from mgdm.files import load_model_config, load_weights, save_model, write_npz
+from mgdm.data.splits import Dataset, to_model_range
+from mgdm.data.synthetic import load_synthetic
+from mgdm.files import save_model, write_npz
 from mgdm.metrics.grading import grading_metrics
-
-
-def load_synthetic(path: str | Path, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Return (uint8 NHWC images, labels) of a synthetic set, checked against the real dataset."""
-    try:
-        with np.load(path) as f:
-            images, labels = f["images"], f["labels"]
-    except FileNotFoundError:
-        raise DataError(f"{path}: synthetic set not found (run the sample stage)") from None
-    except KeyError as err:
-        raise DataError(f"{path}: key {err} missing; expected 'images' and 'labels'") from None
-    real = dataset.numpy("train")[0]
-    if images.dtype != np.uint8 or images.shape[1:] != real.shape[1:]:
-        raise DataError(f"{path}: images {images.shape} {images.dtype} do not match the dataset's "
-                        f"{real.shape[1:]} uint8")
-    if labels.min() < 0 or labels.max() >= dataset.num_classes:
-        raise DataError(f"{path}: labels outside 0..{dataset.num_classes - 1}")
-    return images, labels.astype(np.int64)
 
 
 def run(dataset: Dataset, network: str, cfg: ClassifierTraining, seed: int, synthetic: str | Path | None = None,
@@ -61,9 +44,3 @@ def run(dataset: Dataset, network: str, cfg: ClassifierTraining, seed: int, synt
                                        "in_chans": dataset.channels, "image_size": dataset.image_size})
     adaptation = NETWORKS[network].adaptation(dataset.image_size)
     return {"metrics": metrics, "history": info["history"], "params": {"adaptation": adaptation}}
-
-
-def load_classifier(path: str | Path, device: str = "cpu"):
-    c = load_model_config(path)
-    model = create_network(c["network"], c["num_classes"], c["in_chans"], c["image_size"])
-    return load_weights(path, model).to(device).eval().requires_grad_(False)

@@ -9,6 +9,7 @@ results tables. Weights start from scratch; a local weights file is an option, n
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -90,3 +91,12 @@ def create_network(name: str, num_classes: int, in_chans: int, image_size: int,
                   + (" ..." if len(skipped) > 6 else ""))
         net.load_state_dict(state, strict=False)
     return SmallImageNet(net, in_chans, size if size != image_size else None)
+
+
+def load_classifier(path: str | Path, device: str = "cpu") -> SmallImageNet:
+    """Return a classifier saved by save_model (network name, classes, channels and size in its JSON), in eval mode."""
+    from mgdm.files import load_model_config, load_weights
+
+    c = load_model_config(path)
+    model = create_network(c["network"], c["num_classes"], c["in_chans"], c["image_size"])
+    return load_weights(path, model).to(device).eval().requires_grad_(False)

@@ -18,9 +18,10 @@ import torch_fidelity
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from mgdm.classifiers.stage import load_classifier, load_synthetic
+from mgdm.classifiers.zoo import load_classifier
 from mgdm.config import FidelityConfig
 from mgdm.data.splits import Dataset
+from mgdm.data.synthetic import load_synthetic
 from mgdm.metrics.features import matched_subsets
 
 DOMAIN = "mgdm-reference-net"

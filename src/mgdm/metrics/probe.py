@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mgdm.classifiers.stage import load_classifier
+from mgdm.classifiers.zoo import load_classifier
 from mgdm.data.splits import Dataset
 from mgdm.diffusion.unet import ddim_schedulers
 from mgdm.metrics.features import (channel_stats, class_mix_mean, density_coverage, embed, frechet_distance,
