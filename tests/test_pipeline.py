@@ -82,3 +82,21 @@ def test_benchmark_writes_json_for_every_sampler(tmp_path):
 def test_plan_prints_every_stage_and_a_total():
     res = run(["mgdm", "plan", "--profile", "cpu"], ROOT)
     assert all(stage in res.stdout for stage in STAGES) and "total: about" in res.stdout
+
+
+def test_every_command_and_option_says_what_it_does_with_an_example():
+    import argparse
+
+    from mgdm.cli import STAGE_SEEDS, build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {c.dest: c.help for c in sub._choices_actions}
+    for command, parser in sub.choices.items():
+        assert helps[command] and not helps[command].startswith("run stage"), command
+        assert f"mgdm {command}" in f"{parser.epilog} {helps[command]}", f"{command}: no example"
+        for action in parser._actions:
+            if not isinstance(action, argparse._HelpAction):
+                assert action.help, f"mgdm {command} {action.option_strings}: no help"
+        if command.replace("-", "_") in STAGES:
+            has_seed = any("--seed" in a.option_strings for a in parser._actions)
+            assert has_seed == (command.replace("-", "_") in STAGE_SEEDS or "seed" in STAGES[command.replace("-", "_")].matrix)

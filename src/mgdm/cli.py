@@ -134,6 +134,31 @@ def stage_report(config, plan, a):
 
 HANDLERS = {name: globals()[f"stage_{name}"] for name in STAGES}
 WILDCARD_ARGS = {"dataset": str, "set": str, "network": str, "seed": int}
+WILDCARD_HELP = {"dataset": "a dataset of the profile (params.yaml `datasets`), e.g. retinamnist",
+                 "set": "a synthetic set: `none` or <guidance>-s<scale> from sampling.scales, e.g. entropy-s2",
+                 "network": "a zoo network of downstream.networks, e.g. resnet18",
+                 "seed": "a downstream seed of downstream.seeds (initialisation and data order)"}
+STAGE_HELP = {
+    "preprocess": ("read a dataset (MedMNIST .npz, image folder or generated), check it, write its splits",
+                   "--dataset retinamnist"),
+    "train_ddpm": ("train the class-conditional DDPM with the fidelity probe; resumes from its last checkpoint",
+                   "--dataset retinamnist"),
+    "train_guidance_net": ("train the noise-conditioned classifier that guidance differentiates; resumes",
+                           "--dataset retinamnist"),
+    "train_reference_net": ("train the reference classifier whose features score fidelity and distributions",
+                            "--dataset retinamnist"),
+    "sample": ("draw one synthetic set with guided DDIM (or MGDM's two stages)", "--dataset retinamnist --set entropy-s2"),
+    "fidelity": ("score one synthetic set against the real training split, beside the held-out floor",
+                 "--dataset retinamnist --set entropy-s2"),
+    "train_baseline": ("train a downstream network on real images only and score it on the test split",
+                       "--dataset retinamnist --network resnet18 --seed 0"),
+    "train_classifier": ("train a downstream network on real + one synthetic set and score it on the test split",
+                         "--dataset retinamnist --network resnet18 --set entropy-s2 --seed 0"),
+    "analyze": ("compare every set with the real data in the reference net's features (entropy, density, ...)",
+                "--dataset retinamnist"),
+    "report": ("write the tables (markdown, LaTeX) and summary figures from every job's metrics", ""),
+}
+STAGE_SEEDS = {"train_ddpm", "train_guidance_net", "analyze"}  # stages that read --seed (the others: params)
 
 
 def run_stage(stage: str, a: argparse.Namespace) -> int:
@@ -334,30 +359,36 @@ def show_plan(a) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mgdm", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, stage in STAGES.items():
-        p = sub.add_parser(name.replace("_", "-"), help=f"run stage {name}")
+        about, example = STAGE_HELP[name]
+        command = name.replace("_", "-")
+        p = sub.add_parser(command, help=about, description=f"Stage {name}: {about}.",
+                           epilog=f"example: mgdm {command} --profile cpu {example}".rstrip())
         p.set_defaults(stage=name)
         for w in stage.matrix:
-            p.add_argument(f"--{w}", type=WILDCARD_ARGS[w], required=True)
-        if "seed" not in stage.matrix:
-            p.add_argument("--seed", type=int, default=0)
+            p.add_argument(f"--{w}", type=WILDCARD_ARGS[w], required=True, help=WILDCARD_HELP[w])
+        if name in STAGE_SEEDS:
+            p.add_argument("--seed", type=int, default=0, help="random seed of this stage (default 0)")
         p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-        p.add_argument("--no-progress", dest="progress", action="store_false")
+        p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
         p.add_argument("--no-mlflow", action="store_true", help="skip MLflow logging")
-    d = sub.add_parser("dvc-yaml", help="write dvc.yaml for a profile from the stage table")
-    d.add_argument("-o", "--output", default="dvc.yaml")
+    d = sub.add_parser("dvc-yaml", help="write dvc.yaml for a profile from the stage table",
+                       epilog="example: mgdm dvc-yaml --profile smoke && dvc repro")
+    d.add_argument("-o", "--output", default="dvc.yaml", help="where to write it ('-': standard output)")
     d.set_defaults(func=dvc_yaml)
-    sc = sub.add_parser("schema", help="write the JSON schema of params.yaml (for editors and reviewers)")
-    sc.add_argument("-o", "--output", default="workflow/schemas/params.schema.json")
+    sc = sub.add_parser("schema", help="write the JSON schema of params.yaml (for editors and reviewers)",
+                        epilog="example: mgdm schema -o workflow/schemas/params.schema.json")
+    sc.add_argument("-o", "--output", default="workflow/schemas/params.schema.json", help="where to write it")
     sc.set_defaults(func=write_schema)
-    b = sub.add_parser("benchmark", help="measure training and sampling throughput of a profile, as JSON")
-    b.add_argument("-o", "--output", default="results/benchmark.json")
-    b.add_argument("--dataset", default=None)
-    b.add_argument("--repeats", type=int, default=3)
-    b.add_argument("--threads", type=int, default=0)
+    b = sub.add_parser("benchmark", help="measure training and sampling throughput of a profile, as JSON",
+                       epilog="example: mgdm benchmark --profile cpu --repeats 5 -o results/bench/cpu.json")
+    b.add_argument("-o", "--output", default="results/benchmark.json", help="the JSON to write")
+    b.add_argument("--dataset", default=None, help="dataset (default: the profile's first)")
+    b.add_argument("--repeats", type=int, default=3, help="timed repeats per figure (the median is reported)")
+    b.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     b.set_defaults(func=benchmark)
     sw = sub.add_parser("sweep-generator", help="compare DDPM recipe variants at equal wall clock with the "
                         "fidelity probe; e.g. mgdm sweep-generator --profile cpu --variant baseline")
@@ -366,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--table-only", action="store_true", help="only rewrite the table and figure from finished variants")
     sw.add_argument("--seed", type=int, default=0, help="training seed of every variant")
     sw.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    sw.add_argument("--no-progress", action="store_true")
+    sw.add_argument("--no-progress", action="store_true", help="no progress bars")
     sw.set_defaults(func=sweep_generator)
     z = sub.add_parser("survey-zoo", help="train each zoo network briefly on real data: seconds per epoch and test "
                        "ACC/AUC, near-chance networks flagged; e.g. mgdm survey-zoo --profile cpu --network resnet18")
@@ -374,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     z.add_argument("--network", action="append", default=[], help="survey only this network (repeatable)")
     z.add_argument("--table-only", action="store_true", help="only rewrite the table from surveyed networks")
     z.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    z.add_argument("--no-progress", action="store_true")
+    z.add_argument("--no-progress", action="store_true", help="no progress bars")
     z.set_defaults(func=survey_zoo)
     pw = sub.add_parser("power", help="design a study from a pilot profile's downstream runs: seed-to-seed sd of "
                         "paired accuracy changes, pairs needed for a CI half-width, what a budget buys; "
@@ -384,12 +415,17 @@ def main(argv: list[str] | None = None) -> int:
     pw.add_argument("--budget-min", type=float, default=150, help="wall-clock budget of the study, minutes")
     pw.add_argument("--parallel", type=int, default=2, help="downstream jobs side by side (e.g. --cores)")
     pw.set_defaults(func=power)
-    pl = sub.add_parser("plan", help="print the jobs of a profile and their estimated wall clock")
+    pl = sub.add_parser("plan", help="print the jobs of a profile and their estimated wall clock",
+                        epilog="example: mgdm plan --profile pneumonia")
     pl.set_defaults(func=show_plan)
     for p in sub.choices.values():
-        p.add_argument("--params", default="params.yaml")
+        p.add_argument("--params", default="params.yaml", help="the configuration file (default params.yaml)")
         p.add_argument("--profile", default=None, help="profile in params.yaml (default: its `profile` key)")
-    a = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     try:
         if hasattr(a, "func"):
             return a.func(a)
