@@ -60,7 +60,8 @@ def stage_train_reference_net(config, plan, a):
     out = plan.paths("train_reference_net", dataset=a.dataset)
     cfg = config.profile.reference_net
     return run(_dataset(plan, a.dataset), cfg.network, cfg, cfg.seed, model_path=out["model.safetensors"],
-               device=config.profile.device, progress=a.progress), []
+               device=config.profile.device, progress=a.progress,
+               resume_path=Path(out["model.safetensors"]).with_name("resume.safetensors")), []
 
 
 def stage_sample(config, plan, a):
@@ -91,8 +92,8 @@ def stage_train_baseline(config, plan, a):
 
     out = plan.paths("train_baseline", dataset=a.dataset, network=a.network, seed=a.seed)
     return run(_dataset(plan, a.dataset), a.network, config.profile.downstream, a.seed,
-               device=config.profile.device, progress=a.progress,
-               predictions_path=out[f"seed{a.seed}_test.npz"]), []
+               device=config.profile.device, progress=a.progress, predictions_path=out[f"seed{a.seed}_test.npz"],
+               resume_path=out[f"seed{a.seed}.json"].replace(".json", ".resume.safetensors")), []
 
 
 def stage_train_classifier(config, plan, a):
@@ -101,8 +102,8 @@ def stage_train_classifier(config, plan, a):
     samples = plan.paths("sample", dataset=a.dataset, set=a.set)[f"{a.set}.npz"]
     out = plan.paths("train_classifier", dataset=a.dataset, network=a.network, set=a.set, seed=a.seed)
     return run(_dataset(plan, a.dataset), a.network, config.profile.downstream, a.seed, samples,
-               device=config.profile.device, progress=a.progress,
-               predictions_path=out[f"seed{a.seed}_test.npz"]), []
+               device=config.profile.device, progress=a.progress, predictions_path=out[f"seed{a.seed}_test.npz"],
+               resume_path=out[f"seed{a.seed}.json"].replace(".json", ".resume.safetensors")), []
 
 
 def stage_analyze(config, plan, a):

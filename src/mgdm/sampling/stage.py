@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 import time
 from pathlib import Path
 
@@ -12,7 +15,7 @@ from tqdm import tqdm
 from mgdm.config import SamplingConfig, parse_set_name
 from mgdm.diffusion.train import load_ddpm, model_normalization
 from mgdm.diffusion.unet import ddim_schedulers
-from mgdm.files import write_image_grid, write_npz
+from mgdm.files import read_json, write_image_grid, write_json, write_npz
 from mgdm.guidance.measures import EPISTEMIC, MEASURES
 from mgdm.guidance.train import load_guidance_net
 from mgdm.sampling.ddim import guided_ddim, mgdm_two_stage
@@ -50,10 +53,19 @@ def sample_batch(unet, guidance_net, noise, y, guidance: str, scale: float, cfg:
                        eta=cfg.eta, generator=generator, **common)
 
 
+def file_digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def run(ddpm_path: str | Path, guidance_path: str | Path, set_name: str, cfg: SamplingConfig,
         train_counts: list[int], out_npz: str | Path, out_png: str | Path, device: str = "cpu",
         progress: bool = True) -> dict:
-    """Write the set's .npz (uint8 images, labels, per-image metadata) and PNG grid; return metrics."""
+    """Write the set's .npz (uint8 images, labels, per-image metadata) and PNG grid; return metrics.
+
+    Each finished batch is kept as a shard beside the output until the set is complete, so a killed job
+    resumes at its next batch; every batch draws from its own seeded generators, so a resumed set is
+    bit-identical to an unbroken one.
+    """
     guidance, scale = parse_set_name(set_name)
     unet, ddpm_cfg = load_ddpm(ddpm_path, device)
     guidance_net = load_guidance_net(guidance_path, device)
@@ -62,21 +74,62 @@ def run(ddpm_path: str | Path, guidance_path: str | Path, set_name: str, cfg: Sa
     labels = label_plan(cfg, train_counts)
     # The same seed for every set: set k's image i starts from the same noise as in every other set,
     # so sets differ only by their guidance (paired comparisons).
-    g = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)  # MC-dropout masks (bald) draw from the global generator
     noise = torch.randn(len(labels), unet.config.in_channels, unet.config.sample_size, unet.config.sample_size,
-                        generator=g)
-    out, t0 = [], time.time()
-    for i in tqdm(range(0, len(labels), cfg.batch_size), desc=f"sample {set_name}", disable=not progress):
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    shards = Shards(Path(out_npz), {"set": set_name, "sampling": cfg.model_dump(), "ddpm": file_digest(ddpm_path),
+                                    "guidance_net": file_digest(guidance_path)})
+    t0 = time.time()
+    starts = range(0, len(labels), cfg.batch_size)
+    for b, i in enumerate(tqdm(starts, desc=f"sample {set_name}", disable=not progress)):
+        if shards.has(b):
+            continue
+        batch_seed = cfg.seed * 1_000_003 + b
+        g = torch.Generator().manual_seed(batch_seed)  # DDIM noise when eta > 0
+        torch.manual_seed(batch_seed)  # MC-dropout masks (bald) draw from the global generator
         y = torch.from_numpy(labels[i:i + cfg.batch_size]).to(device)
         x = sample_batch(unet, guidance_net, noise[i:i + cfg.batch_size].to(device), y, guidance, scale, cfg,
                          ddpm_cfg["null_label"], sampler, inverter, g)
-        out.append(norm.decode(x))
-    images, wall = np.concatenate(out), time.time() - t0
+        shards.write(b, norm.decode(x))
+    images, wall = np.concatenate([shards.read(b) for b in range(len(starts))]), time.time() - t0
     n = len(labels)
     write_npz(out_npz, images=images, labels=labels.astype(np.int64), guidance=np.full(n, guidance),
               scale=np.full(n, scale, np.float32), source_index=np.arange(n), ddim_steps=np.full(n, cfg.ddim_steps),
               stage1=np.full(n, cfg.mgdm.stage1 if guidance == "mgdm" else ""))
     write_image_grid(out_png, images, labels)
-    return {"metrics": {"n_images": n, "sample_s": wall, "images_per_s": n / wall},
+    shards.remove()
+    return {"metrics": {"n_images": n, "sample_s": wall, "images_per_s": n / wall, "resumed_batches": shards.resumed},
             "params": {"guidance": guidance, "scale": scale}}
+
+
+class Shards:
+    """Finished batches of a set, kept in a hidden folder beside its output until the set is written.
+
+    `key` says what the batches were drawn under (settings, model files); shards drawn under another key
+    are discarded rather than mixed into this set.
+    """
+
+    def __init__(self, out: Path, key: dict):
+        self.dir = out.with_name(f".{out.stem}.shards")
+        self.resumed = 0
+        key_file = self.dir / "key.json"
+        if self.dir.exists() and (not key_file.exists() or read_json(key_file) != json.loads(json.dumps(key))):
+            shutil.rmtree(self.dir)
+        if not self.dir.exists():
+            write_json(key_file, key)
+        self.resumed = sum(1 for _ in self.dir.glob("batch*.npz"))
+
+    def path(self, b: int) -> Path:
+        return self.dir / f"batch{b:05d}.npz"
+
+    def has(self, b: int) -> bool:
+        return self.path(b).exists()
+
+    def write(self, b: int, images: np.ndarray) -> None:
+        write_npz(self.path(b), images=images)
+
+    def read(self, b: int) -> np.ndarray:
+        with np.load(self.path(b)) as f:
+            return f["images"]
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
