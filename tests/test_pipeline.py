@@ -70,13 +70,25 @@ def test_every_stage_is_a_cli_command():
         assert stage.replace("_", "-") in res.stdout
 
 
-def test_benchmark_writes_json_for_every_sampler(tmp_path):
+def test_benchmark_writes_json_and_a_table_beside_the_peak_and_the_plain_way(tmp_path):
     import json
+    import shutil
 
-    run(["mgdm", "benchmark", "--profile", "smoke", "--repeats", "1", "-o", str(tmp_path / "b.json")], ROOT)
-    result = json.loads((tmp_path / "b.json").read_text())
-    assert set(result["sampling_images_per_s"]) >= {"none", "measure", "cfg", "mgdm"}
-    assert result["ddpm_train_step_s"]["fp32"] > 0 and result["classifier_train_images_per_s"]["resnet18"] > 0
+    shutil.copy(ROOT / "params.yaml", tmp_path)
+    refused = run(["mgdm", "benchmark", "--profile", "smoke"], tmp_path, check=False)
+    assert refused.returncode == 2 and "run `mgdm preprocess" in refused.stderr
+    run(["mgdm", "preprocess", "--profile", "smoke", "--dataset", "discs", "--no-mlflow"], tmp_path)
+    run(["mgdm", "benchmark", "--profile", "smoke", "--repeats", "1"], tmp_path)
+    result = json.loads((tmp_path / "results/bench/smoke.json").read_text())
+    assert (result["channels"], result["classes"]) == (1, 3)  # the dataset's, not assumed
+    assert result["peak"]["conv3x3_fp32_gflop_per_s"] > 0 and result["peak"]["matmul_fp32_gflop_per_s"] > 0
+    kernels = result["kernels"]
+    assert set(kernels) >= {"ddpm_train_step", "sample_none", "sample_measure", "sample_cfg", "sample_mgdm",
+                            "train_resnet18"}
+    for name in ("ddpm_train_step", "sample_measure", "sample_cfg", "train_resnet18"):
+        assert kernels[name]["vs_plain"] > 0 and kernels[name]["plain"]["gflop"] > 0
+    assert all(0 < k["fraction_of_peak"] for k in kernels.values())
+    assert "| ddpm_train_step |" in (tmp_path / "results/bench/smoke.md").read_text()
 
 
 def test_plan_prints_every_stage_and_a_total():

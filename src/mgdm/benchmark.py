@@ -1,36 +1,34 @@
-"""`mgdm benchmark`: throughput of the expensive kernels of a profile, as JSON.
+"""`mgdm benchmark`: the study's expensive kernels against this machine's measured peak and the plain way.
 
-Measures, in one process so that ratios are comparable on a noisy machine: the DDPM training step
-(fp32, and bf16 autocast where the CPU supports it), DDIM sampling per guidance kind, and the
-downstream networks' training. Models are freshly initialised: speed does not depend on training.
+In one process, so that ratios are comparable on a noisy machine:
+- the peak: fp32 3x3 convolution (forward + backward, shaped like the UNet's middle layers) and matmul,
+  and bf16 where the CPU supports it, in GFLOP/s;
+- each kernel (a DDPM training step, DDIM sampling per guidance kind, a downstream training step per
+  network): its FLOPs counted by `torch.utils.flop_counter`, median and spread of its wall clock over
+  repeats, throughput, and the fraction of the fp32 conv peak it reaches;
+- beside each kernel the plain way of doing the same job, timed the same way: a textbook loop on the
+  same diffusers UNet, a DDIM step that differentiates the UNet too for guidance, CFG as two forwards,
+  a torchvision ResNet-18 in a textbook loop; each kernel's `vs_plain` is plain seconds / mgdm seconds.
+Models are freshly initialised (speed does not depend on training); shapes come from the dataset.
 """
 
 from __future__ import annotations
 
 import platform
+import statistics
 import time
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from mgdm.classifiers.zoo import create_network
-from mgdm.diffusion.unet import ddim_schedulers, make_unet, scheduler_config, unet_config
+from mgdm.diffusion.train import diffusion_loss
+from mgdm.diffusion.unet import ddim_schedulers, make_unet, scheduler_config, train_scheduler, unet_config
 from mgdm.guidance.measures import MEASURES
 from mgdm.guidance.noisy_classifier import NoisyClassifier
 from mgdm.pipeline import Plan
 from mgdm.sampling.ddim import guided_ddim, mgdm_two_stage
-
-
-def timed(fn, repeats: int, warmup: int = 1) -> float:
-    """Return the median seconds of `fn()` over `repeats` runs after `warmup` runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
 
 
 def cpu_name() -> str:
@@ -48,62 +46,212 @@ def bf16_supported() -> bool:
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-def run(plan: Plan, dataset: str, repeats: int = 3, sample_steps: int = 10) -> dict:
-    p = plan.config.profile
-    spec = plan.config.dataset(dataset)
-    size, chans, k = spec.image_size, 3 if spec.source != "procedural" else spec.channels, 5
-    unet = make_unet(unet_config(p.ddpm, size, chans, k))
-    sched_cfg = scheduler_config(p.ddpm)
-    out = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
-                       "threads": torch.get_num_threads(), "processor": cpu_name(),
-                       "bf16_supported": bf16_supported()},
-           "profile": plan.profile, "dataset": dataset, "image_size": size,
-           "unet_parameters": sum(q.numel() for q in unet.parameters())}
+def timed(fn, repeats: int, warmup: int = 1) -> dict:
+    """Return {median_s, min_s, max_s, repeats} of `fn()` after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
 
+
+class _Global:
+    """Stands in for FlopCounterMode's module tracker: its backward hooks cannot run inside
+    torch.autograd.grad, which guided sampling calls; only the total is wanted here."""
+
+    parents = {"Global"}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def flops(fn) -> int:
+    """FLOPs of one call of `fn` (forward and backward where it does both), as torch counts them."""
+    counter = FlopCounterMode(display=False)
+    counter.mod_tracker = _Global()
+    with counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def figure(fn, repeats: int, peak_gflops: float, items: int = 1) -> dict:
+    """Time and FLOP-count one kernel: seconds, items/s, GFLOP/s and fraction of the conv peak."""
+    t = timed(fn, repeats)
+    f = flops(fn)
+    gflops = f / t["median_s"] / 1e9
+    return {**t, "gflop": f / 1e9, "items_per_s": items / t["median_s"], "gflop_per_s": gflops,
+            "fraction_of_peak": gflops / peak_gflops if peak_gflops else None}
+
+
+def measure_peak(repeats: int, channels: int = 64, size: int = 28, batch: int = 64) -> dict:
+    """This machine's conv and matmul peak in GFLOP/s: fp32 always, bf16 where the CPU has it."""
+    out = {}
+    dtypes = [torch.float32] + ([torch.bfloat16] if bf16_supported() else [])
+    for dtype in dtypes:
+        name = "fp32" if dtype == torch.float32 else "bf16"
+        conv = torch.nn.Conv2d(channels, channels, 3, padding=1).to(dtype)
+        x = torch.randn(batch, channels, size, size, dtype=dtype, requires_grad=True)
+
+        def conv_step():
+            conv(x).sum().backward()
+
+        a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+        for kernel, fn in (("conv3x3", conv_step), ("matmul", lambda: a @ b)):
+            t = timed(fn, repeats, warmup=2)
+            out[f"{kernel}_{name}_gflop_per_s"] = flops(fn) / t["median_s"] / 1e9
+    return out
+
+
+def run(plan: Plan, dataset: str, repeats: int = 3, sample_steps: int = 10) -> dict:
+    """Every figure of the benchmark for the profile's models on `dataset`'s shape (channels, classes)."""
+    from mgdm.data.splits import Dataset
+
+    p = plan.config.profile
+    data = Dataset(plan.paths("preprocess", dataset=dataset)["dataset.npz"])
+    size, chans, k = data.image_size, data.channels, data.num_classes
+    peak = measure_peak(repeats)
+    conv_peak = peak["conv3x3_fp32_gflop_per_s"]
+    unet = make_unet(unet_config(p.ddpm, size, chans, k))
+    scheduler = train_scheduler(scheduler_config(p.ddpm))
+    out = {"machine": {"cpu": cpu_name(), "python": platform.python_version(), "torch": torch.__version__,
+                       "threads": torch.get_num_threads(), "bf16_supported": bf16_supported()},
+           "profile": plan.profile, "dataset": dataset, "image_size": size, "channels": chans, "classes": k,
+           "unet_parameters": sum(q.numel() for q in unet.parameters()), "peak": peak, "kernels": {}}
+    kernels = out["kernels"]
+
+    # DDPM training step: mgdm's (v/eps target, Min-SNR weight, clipping, AdamW) vs a textbook eps-MSE loop
     b = p.ddpm.batch_size
-    x, t, y = torch.randn(b, chans, size, size), torch.randint(0, 1000, (b,)), torch.randint(0, k + 1, (b,))
+    g = torch.Generator().manual_seed(0)
+    x0, y = torch.randn(b, chans, size, size, generator=g), torch.randint(0, k, (b,), generator=g)
+    noise, t = torch.randn(x0.shape, generator=g), torch.randint(0, 1000, (b,), generator=g)
     opt = torch.optim.AdamW(unet.parameters(), lr=1e-5)
 
-    def train_step(dtype):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
-            loss = F.mse_loss(unet(x, t, class_labels=y).sample.float(), x)
+    def ddpm_step(autocast: bool = False):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = diffusion_loss(unet, scheduler, x0, y, noise, t, p.ddpm)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+
+    def plain_ddpm_step():
+        loss = F.mse_loss(unet(scheduler.add_noise(x0, noise, t), t, class_labels=y).sample, noise)
         opt.zero_grad()
         loss.backward()
         opt.step()
 
-    out["ddpm_train_step_s"] = {"fp32": timed(lambda: train_step("fp32"), repeats)}
+    kernels["ddpm_train_step"] = figure(ddpm_step, repeats, conv_peak, b)
+    kernels["ddpm_train_step"]["plain"] = figure(plain_ddpm_step, repeats, conv_peak, b)
     if bf16_supported():
-        out["ddpm_train_step_s"]["bf16"] = timed(lambda: train_step("bf16"), repeats)
-        out["ddpm_train_step_s"]["bf16_speedup"] = out["ddpm_train_step_s"]["fp32"] / out["ddpm_train_step_s"]["bf16"]
+        kernels["ddpm_train_step"]["bf16"] = figure(lambda: ddpm_step(True), repeats, conv_peak, b)
 
+    # Sampling: `sample_steps` DDIM steps of a batch, per guidance kind; images/s at the profile's steps
     unet.eval().requires_grad_(False)
-    net = NoisyClassifier(chans, k, p.guidance_net.width).eval().requires_grad_(False)
-    sampler, inverter = ddim_schedulers(sched_cfg)
+    net = NoisyClassifier(chans, k, p.guidance_net.width, dropout=p.guidance_net.dropout).eval().requires_grad_(False)
+    sampler, inverter = ddim_schedulers(scheduler_config(p.ddpm))
     n = p.sampling.batch_size
-    noise, labels = torch.randn(n, chans, size, size), torch.randint(0, k, (n,))
-    kinds = {
-        "none": lambda: guided_ddim(unet, noise, labels, sampler, sample_steps, null_label=k),
-        "measure": lambda: guided_ddim(unet, noise, labels, sampler, sample_steps, null_label=k, guidance_net=net,
-                                       measure=MEASURES["entropy"], scale=1.0),
-        "cfg": lambda: guided_ddim(unet, noise, labels, sampler, sample_steps, null_label=k, cfg_scale=1.0),
-        "mgdm": lambda: mgdm_two_stage(unet, noise, labels, sampler, inverter, sample_steps, null_label=k,
-                                       guidance_net=net, measure=MEASURES["entropy"], scale=1.0, stage1_cfg=1.0),
+    xs, ys = torch.randn(n, chans, size, size, generator=g), torch.randint(0, k, (n,), generator=g)
+    entropy = MEASURES["entropy"]
+    samplers = {
+        "none": lambda: guided_ddim(unet, xs, ys, sampler, sample_steps, null_label=k),
+        "measure": lambda: guided_ddim(unet, xs, ys, sampler, sample_steps, null_label=k, guidance_net=net,
+                                       measure=entropy, scale=1.0),
+        "cfg": lambda: guided_ddim(unet, xs, ys, sampler, sample_steps, null_label=k, cfg_scale=1.0),
+        "mgdm": lambda: mgdm_two_stage(unet, xs, ys, sampler, inverter, sample_steps, null_label=k,
+                                       guidance_net=net, measure=entropy, scale=1.0, stage1_cfg=1.0),
     }
-    out["sampling_images_per_s"] = {
-        name: n / timed(fn, repeats) * sample_steps / p.sampling.ddim_steps for name, fn in kinds.items()}
-    out["sampling_images_per_s"]["note"] = f"at the profile's {p.sampling.ddim_steps} DDIM steps (measured at {sample_steps})"
+    plain = {"measure": lambda: plain_guided_ddim(unet, net, xs, ys, sampler, sample_steps),
+             "cfg": lambda: plain_cfg_ddim(unet, xs, ys, sampler, sample_steps, k)}
+    scale_to_profile = sample_steps / p.sampling.ddim_steps  # images/s at the profile's step count
+    for name, fn in samplers.items():
+        f = figure(fn, repeats, conv_peak, n)
+        f["images_per_s_at_profile_steps"] = f["items_per_s"] * scale_to_profile
+        if name in plain:
+            f["plain"] = figure(plain[name], repeats, conv_peak, n)
+        kernels[f"sample_{name}"] = f
+    base = kernels["sample_none"]["median_s"]
+    for name in samplers:
+        kernels[f"sample_{name}"]["cost_vs_none"] = kernels[f"sample_{name}"]["median_s"] / base
 
-    out["classifier_train_images_per_s"] = {}
+    # Downstream training step per network, and a torchvision ResNet-18 in a textbook loop
+    bs = p.downstream.batch_size
+    xb, yb = torch.randn(bs, chans, size, size, generator=g), torch.randint(0, k, (bs,), generator=g)
     for name in p.downstream.networks:
-        model = create_network(name, k, chans, size)
-        copt = torch.optim.AdamW(model.parameters(), lr=1e-5)
-        xb, yb = torch.randn(p.downstream.batch_size, chans, size, size), torch.randint(0, k, (p.downstream.batch_size,))
+        kernels[f"train_{name}"] = figure(classifier_step(create_network(name, k, chans, size), xb, yb), repeats,
+                                          conv_peak, bs)
+    if "resnet18" in p.downstream.networks:
+        import torchvision
 
-        def step():
-            loss = F.cross_entropy(model(xb), yb)
-            copt.zero_grad()
-            loss.backward()
-            copt.step()
+        tv = torchvision.models.resnet18(num_classes=k)
+        tv.conv1, tv.maxpool = torch.nn.Conv2d(chans, 64, 3, 1, 1, bias=False), torch.nn.Identity()
+        kernels["train_resnet18"]["plain"] = figure(classifier_step(tv, xb, yb), repeats, conv_peak, bs)
 
-        out["classifier_train_images_per_s"][name] = p.downstream.batch_size / timed(step, repeats)
+    for f in kernels.values():
+        for key in [k for k in f if isinstance(f[k], dict) and "median_s" in f[k]]:
+            if key == "plain":
+                f["vs_plain"] = f["plain"]["median_s"] / f["median_s"]
     return out
+
+
+def classifier_step(model, x, y):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return step
+
+
+@torch.no_grad()
+def plain_guided_ddim(unet, net, x, y, scheduler, steps):
+    """The plain way to guide: measure the predicted x_0 and differentiate the whole step, UNet included
+    (timing only: the output is read as eps whatever the model predicts)."""
+    scheduler.set_timesteps(steps)
+    zero = torch.zeros(len(x), dtype=torch.long)
+    for t in scheduler.timesteps:
+        a = scheduler.alphas_cumprod[t]
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            eps = unet(xg, t.expand(len(x)), class_labels=y).sample
+            x0 = (xg - (1 - a).sqrt() * eps) / a.sqrt()
+            grad = torch.autograd.grad(MEASURES["entropy"](net(x0, zero), y).sum(), xg)[0]
+        x = scheduler.step(eps.detach() - (1 - a).sqrt() * grad, t, x).prev_sample
+    return x
+
+
+@torch.no_grad()
+def plain_cfg_ddim(unet, x, y, scheduler, steps, null_label):
+    """The plain way to do CFG: a conditional and an unconditional forward, one after the other."""
+    scheduler.set_timesteps(steps)
+    for t in scheduler.timesteps:
+        tt = t.expand(len(x))
+        eps_c = unet(x, tt, class_labels=y).sample
+        eps_u = unet(x, tt, class_labels=torch.full_like(y, null_label)).sample
+        x = scheduler.step(eps_c + (eps_c - eps_u), t, x).prev_sample
+    return x
+
+
+def markdown(result: dict) -> str:
+    """The benchmark as a table: each kernel's seconds, throughput, GFLOP/s, fraction of peak, ratio to plain."""
+    peak = result["peak"]
+    lines = [f"Benchmark of profile `{result['profile']}` on {result['dataset']} ({result['channels']} channels, "
+             f"{result['classes']} classes, {result['image_size']} px) on {result['machine']['cpu']}, "
+             f"{result['machine']['threads']} threads, torch {result['machine']['torch']}. Measured peak: "
+             + ", ".join(f"{k.removesuffix('_gflop_per_s')} {v:.0f} GFLOP/s" for k, v in peak.items())
+             + ". Seconds: median (min-max) over repeats; fraction of the fp32 conv3x3 peak; 'vs plain': the plain "
+             "way's seconds / mgdm's (above 1: mgdm is faster).", "",
+             "| kernel | seconds | items/s | GFLOP | GFLOP/s | of peak | vs plain |", "|---|---|---|---|---|---|---|"]
+    for name, f in result["kernels"].items():
+        for label, g in [(name, f), *[(f"{name} ({k})", v) for k, v in f.items() if isinstance(v, dict)]]:
+            vs = f"{f['vs_plain']:.2f}" if label == name and "vs_plain" in f else ""
+            lines.append(f"| {label} | {g['median_s']:.3f} ({g['min_s']:.3f}-{g['max_s']:.3f}) | {g['items_per_s']:.1f} "
+                         f"| {g['gflop']:.1f} | {g['gflop_per_s']:.1f} | {g['fraction_of_peak']:.2f} | {vs} |")
+    return "\n".join(lines) + "\n"

@@ -240,16 +240,24 @@ def write_schema(a) -> int:
 
 def benchmark(a) -> int:
     from mgdm import benchmark as bench
-    from mgdm.files import write_json
+    from mgdm.files import atomic_path, write_json
 
     plan = Plan(load(a.params, a.profile), a.params)
     if a.threads:
         import torch
 
         torch.set_num_threads(a.threads)
-    result = bench.run(plan, a.dataset or plan.values["dataset"][0], a.repeats)
-    write_json(a.output, result)
-    print(f"wrote {a.output}")
+    name = a.dataset or plan.values["dataset"][0]
+    data = plan.paths("preprocess", dataset=name)["dataset.npz"]
+    if not Path(data).exists():
+        raise ConfigError(f"{data}: not found; run `mgdm preprocess --profile {plan.profile} --dataset {name}` first "
+                          "(the benchmark uses the dataset's channels, classes and size)")
+    out = Path(a.output or f"results/bench/{plan.profile}.json")
+    result = bench.run(plan, name, a.repeats)
+    write_json(out, result)
+    with atomic_path(out.with_suffix(".md")) as tmp:
+        tmp.write_text(bench.markdown(result))
+    print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
 
 
@@ -385,8 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("-o", "--output", default="workflow/schemas/params.schema.json", help="where to write it")
     sc.set_defaults(func=write_schema)
     b = sub.add_parser("benchmark", help="measure training and sampling throughput of a profile, as JSON",
-                       epilog="example: mgdm benchmark --profile cpu --repeats 5 -o results/bench/cpu.json")
-    b.add_argument("-o", "--output", default="results/benchmark.json", help="the JSON to write")
+                       epilog="example: mgdm benchmark --profile cpu --repeats 5")
+    b.add_argument("-o", "--output", default=None, help="the JSON to write (default results/bench/<profile>.json; "
+                   "a markdown table is written beside it)")
     b.add_argument("--dataset", default=None, help="dataset (default: the profile's first)")
     b.add_argument("--repeats", type=int, default=3, help="timed repeats per figure (the median is reported)")
     b.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
