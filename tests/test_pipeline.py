@@ -112,3 +112,12 @@ def test_every_command_and_option_says_what_it_does_with_an_example():
         if command.replace("-", "_") in STAGES:
             has_seed = any("--seed" in a.option_strings for a in parser._actions)
             assert has_seed == (command.replace("-", "_") in STAGE_SEEDS or "seed" in STAGES[command.replace("-", "_")].matrix)
+
+
+def test_snakemake_lint_is_clean_and_the_config_is_validated_against_the_schema(tmp_workflow):
+    res = run(["snakemake", "--lint", "--config", "profile=smoke"], tmp_workflow)
+    assert "good condition" in res.stdout + res.stderr
+    params = tmp_workflow / "params.yaml"
+    params.write_text(params.read_text().replace("data_dir: null", "data_dir: [not, a, folder]"))
+    bad = run(["snakemake", "-n", "--config", "profile=smoke"], tmp_workflow, check=False)
+    assert bad.returncode != 0 and "data_dir" in bad.stdout + bad.stderr

@@ -232,8 +232,12 @@ def write_schema(a) -> int:
 
     from mgdm.config import Params, Profile
 
-    schema = {"title": "mgdm params.yaml", "description": "Top level; `defaults` and each of `profiles` merge "
-              "into a Profile.", "params": Params.model_json_schema(), "profile": Profile.model_json_schema()}
+    # params.yaml's own schema (Snakemake validates the config against it); a profile (`defaults` deep-merged
+    # with `profiles.<name>`) is documented under $defs/Profile, and validated by mgdm itself (pydantic).
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **Params.model_json_schema()}
+    profile = Profile.model_json_schema()
+    schema["$defs"] = {**schema.get("$defs", {}), **profile.pop("$defs", {}), "Profile": profile}
+    schema["description"] = "mgdm params.yaml: `defaults` and each of `profiles` deep-merge into a $defs/Profile."
     Path(a.output).write_text(json.dumps(schema, indent=2) + "\n")
     return 0
 
