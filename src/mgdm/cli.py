@@ -124,12 +124,15 @@ def stage_report(config, plan, a):
     p = config.profile
     figures = {k: out[f"{k}.png"] for k in ("downstream", "fidelity_vs_downstream")}
     sizes = {d: config.dataset(d).image_size for d in p.datasets}
+
     def predictions(stage, **w):
         return plan.paths(stage, **w)[f"seed{w['seed']}_test.npz"]
 
     result = run(p.name, list(p.datasets), plan.values["set"], list(p.downstream.networks),
                  list(p.downstream.seeds), sizes, plan.metrics_path, Path(out["downstream.md"]).parent, figures,
-                 predictions, p.sampling.mgdm.measure)
+                 predictions, p.sampling.mgdm.measure, a.images_only)
+    if a.images_only:
+        return result, []
     return result, list(figures.values()) + [v for k, v in out.items() if k.endswith(".md")]
 
 
@@ -385,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(f"--{w}", type=WILDCARD_ARGS[w], required=True, help=WILDCARD_HELP[w])
         if name in STAGE_SEEDS:
             p.add_argument("--seed", type=int, default=0, help="random seed of this stage (default 0)")
+        if name == "report":
+            p.add_argument("--images-only", action="store_true", help="only the tables of the images (fidelity, "
+                           "distribution, guidance net), before any downstream network is trained")
         p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
         p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
         p.add_argument("--no-mlflow", action="store_true", help="skip MLflow logging")

@@ -76,19 +76,14 @@ def downstream_runs(datasets: list[str], networks: list[str], sets: list[str], s
 
 def run(profile: str, datasets: list[str], sets: list[str], networks: list[str], seeds: list[int],
         image_sizes: dict[str, int], metrics, tables_dir: str | Path, figures: dict[str, str | Path],
-        predictions, mgdm_measure: str) -> dict:
+        predictions, mgdm_measure: str, images_only: bool = False) -> dict:
     """Read every stage's metrics JSON (at `metrics(stage, **wildcards)`) and the downstream runs' test
-    predictions (at `predictions(stage, **wildcards)`), and write tables and figures."""
-    fid, dist, guidance = [], [], []
-    runs = downstream_runs(datasets, networks, sets, seeds, image_sizes, metrics)
-    runtime = [{"stage": "train_baseline" if r["train set"] == "real" else "train_classifier",
-                "job": f"{r['dataset']}/{r['network']}/{r['train set']}/seed{r['seed']}", "wall_s": r["wall_s"]}
-               for r in runs.to_dict("records")]
-    preds: dict[str, dict] = {d: {} for d in datasets}
-    for r in runs.to_dict("records"):
-        stage, extra = ("train_baseline", {}) if r["train set"] == "real" else ("train_classifier", {"set": r["train set"]})
-        with np.load(predictions(stage, dataset=r["dataset"], network=r["network"], seed=r["seed"], **extra)) as f:
-            preds[r["dataset"]][(r["network"], r["train set"], r["seed"])] = (f["probs"].argmax(1), f["labels"])
+    predictions (at `predictions(stage, **wildcards)`), and write tables and figures.
+
+    `images_only`: only the tables of the images (fidelity, distribution, guidance net, runtime so far),
+    for a profile whose downstream networks have not been trained yet.
+    """
+    fid, dist, guidance, runtime = [], [], [], []
     for d in datasets:
         for i, s in enumerate(sets):
             f = read_json(metrics("fidelity", dataset=d, set=s))
@@ -113,6 +108,20 @@ def run(profile: str, datasets: list[str], sets: list[str], networks: list[str],
             runtime.append({"stage": stage, "job": d, "wall_s": read_json(metrics(stage, dataset=d)).get("wall_s")})
 
     tables_dir = Path(tables_dir)
+    image_tables(profile, fid, dist, guidance, tables_dir)
+    if images_only:
+        write_runtime(profile, runtime, tables_dir)
+        return {"metrics": {"n_downstream_runs": 0}}
+    runs = downstream_runs(datasets, networks, sets, seeds, image_sizes, metrics)
+    runtime += [{"stage": "train_baseline" if r["train set"] == "real" else "train_classifier",
+                 "job": f"{r['dataset']}/{r['network']}/{r['train set']}/seed{r['seed']}", "wall_s": r["wall_s"]}
+                for r in runs.to_dict("records")]
+    write_runtime(profile, runtime, tables_dir)
+    preds: dict[str, dict] = {d: {} for d in datasets}
+    for r in runs.to_dict("records"):
+        stage, extra = ("train_baseline", {}) if r["train set"] == "real" else ("train_classifier", {"set": r["train set"]})
+        with np.load(predictions(stage, dataset=r["dataset"], network=r["network"], seed=r["seed"], **extra)) as f:
+            preds[r["dataset"]][(r["network"], r["train set"], r["seed"])] = (f["probs"].argmax(1), f["labels"])
     caption = (f"Downstream grading on the real test split (profile `{profile}`; networks trained on real + each "
                f"synthetic set, epoch selected on real validation AUC; mean ± std over seeds {seeds}).")
     write_table(downstream_table(runs), tables_dir / "downstream", caption)
@@ -128,6 +137,28 @@ def run(profile: str, datasets: list[str], sets: list[str], networks: list[str],
                 f"The paper's claims tested on downstream accuracy (points; profile `{profile}`). Verdict: supported "
                 f"or contradicted when the 95% CI excludes 0 and Wilcoxon p < {paired.ALPHA}; otherwise undecided "
                 f"at this power (under {paired.MIN_PAIRS} pairs a Wilcoxon test cannot reach p < {paired.ALPHA}).")
+    g = sns.catplot(runs, x="train set", y="acc", hue="network", col="dataset", kind="bar", errorbar="sd",
+                    height=4, aspect=1.6, sharey=False)
+    g.set_xticklabels(rotation=30, ha="right")
+    g.set_axis_labels("", "test accuracy")
+    save_figure(g.figure, figures["downstream"])
+
+    acc = runs.groupby(["dataset", "train set"])["acc"].mean()
+    fd = pd.DataFrame([r for r in fid if r["set"] != FLOOR])
+    fd["Δacc vs real"] = [acc[(d, s)] - acc[(d, "real")] for d, s in zip(fd["dataset"], fd["set"])]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = "domain_fid" if "domain_fid" in fd else "inception_fid"
+    sns.scatterplot(fd, x=x, y="Δacc vs real", hue="set", style="dataset", s=80, ax=ax)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set(title="Fidelity vs downstream gain (mean over networks and seeds)")
+    save_figure(fig, figures["fidelity_vs_downstream"])
+    verdicts = claims["verdict"].str.split(" ").str[0].value_counts()
+    return {"metrics": {"n_downstream_runs": len(runs),
+                        **{f"claims_{v}": int(verdicts.get(v, 0)) for v in ("supported", "contradicted", "undecided")}}}
+
+
+def image_tables(profile: str, fid: list[dict], dist: list[dict], guidance: list[dict], tables_dir: Path) -> None:
+    """Write the fidelity, distribution and guidance-net tables."""
     fd = pd.DataFrame(fid)
     for col in [c for c in fd if c.endswith("_fid")]:
         floors = fd[fd["set"] == FLOOR].set_index("dataset")[col]
@@ -152,25 +183,10 @@ def run(profile: str, datasets: list[str], sets: list[str], networks: list[str],
     write_table(pd.DataFrame(guidance), tables_dir / "guidance_net",
                 f"Accuracy of the noise-conditioned guidance net on real validation images noised to step t "
                 f"(profile `{profile}`): uncertainty guidance is only as informative as this classifier.")
+
+
+def write_runtime(profile: str, runtime: list[dict], tables_dir: Path) -> None:
     rt = pd.DataFrame(runtime).groupby("stage", sort=False)["wall_s"].agg(["count", "sum", "max"]).reset_index()
     rt.columns = ["stage", "jobs", "total wall s", "longest job s"]
     write_table(rt, tables_dir / "runtime", f"Wall clock per stage (profile `{profile}`), as each job measured it.")
 
-    g = sns.catplot(runs, x="train set", y="acc", hue="network", col="dataset", kind="bar", errorbar="sd",
-                    height=4, aspect=1.6, sharey=False)
-    g.set_xticklabels(rotation=30, ha="right")
-    g.set_axis_labels("", "test accuracy")
-    save_figure(g.figure, figures["downstream"])
-
-    acc = runs.groupby(["dataset", "train set"])["acc"].mean()
-    fd = pd.DataFrame([r for r in fid if r["set"] != FLOOR])
-    fd["Δacc vs real"] = [acc[(d, s)] - acc[(d, "real")] for d, s in zip(fd["dataset"], fd["set"])]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    x = "domain_fid" if "domain_fid" in fd else "inception_fid"
-    sns.scatterplot(fd, x=x, y="Δacc vs real", hue="set", style="dataset", s=80, ax=ax)
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set(title="Fidelity vs downstream gain (mean over networks and seeds)")
-    save_figure(fig, figures["fidelity_vs_downstream"])
-    verdicts = claims["verdict"].str.split(" ").str[0].value_counts()
-    return {"metrics": {"n_downstream_runs": len(runs),
-                        **{f"claims_{v}": int(verdicts.get(v, 0)) for v in ("supported", "contradicted", "undecided")}}}
