@@ -114,3 +114,18 @@ def test_sweep_generator_writes_curves_table_and_floor(tmp_workflow):
     # a finished variant is not trained again
     again = run(["mgdm", "sweep-generator", "--profile", "smoke", "--no-progress", "--variant", "v-minsnr"], tmp_workflow)
     assert record.stat().st_mtime_ns == written and "v-minsnr: fid" in again.stdout
+
+
+def test_target_rows_say_met_or_missed_and_by_how_much():
+    from mgdm.generator_sweep import target_rows
+
+    fidelity = {"domain_fid": 9.0, "floor_domain_fid": 3.0, "domain_recall": 0.4, "floor_domain_recall": 0.9}
+    analysis = {"sets": {"none": {"coverage": 0.35, "label_agreement": 0.36, "colour_error": 8.5},
+                         "real-heldout": {"coverage": 0.48, "label_agreement": 0.40, "colour_error": 1.1}}}
+    rows = {r["target"]: r for r in target_rows({"fid_ratio": 3.0, "recall": 0.5, "coverage": 0.3,
+                                                 "label_agreement_ratio": 0.8, "colour_error": 8.0},
+                                                fidelity, analysis)}
+    assert rows["domain FID ÷ floor at most 3"]["met"] == "yes"  # exactly at the bound
+    assert rows["domain recall at least 0.5"]["met"] == "no, by 0.1"
+    assert rows["label agreement ÷ floor at least 0.8"]["none set"] == pytest.approx(0.9)
+    assert rows["colour error (0-255) at most 8"]["met"] == "no, by 0.5"

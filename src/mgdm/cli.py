@@ -300,8 +300,12 @@ def sweep_generator(a) -> int:
     full = sweep.profile_record(Path(plan.root) / name / "ddpm", p)
     records += [full] if full else []
     floor = sweep.real_floor(dataset, p, reference)
+    targets = None
+    fid_json, analysis_json = plan.metrics_path("fidelity", dataset=name, set="none"), plan.metrics_path("analyze", dataset=name)
+    if p.generator_sweep.targets and Path(fid_json).exists() and Path(analysis_json).exists():
+        targets = sweep.target_rows(p.generator_sweep.targets, read_json(fid_json), read_json(analysis_json))
     sweep.write_outputs(records, floor, p, name, Path(plan.root) / "tables" / "generator",
-                        Path(plan.root) / "figures" / "generator.png")
+                        Path(plan.root) / "figures" / "generator.png", targets)
     print(f"wrote {plan.root}/tables/generator.md and {plan.root}/figures/generator.png ({len(records)} variants)")
     return 0
 

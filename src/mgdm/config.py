@@ -208,6 +208,12 @@ class ZooConfig(Strict):
         return v
 
 
+# generator target -> (direction, what it reads); ratios are against the real held-out floor
+TARGETS = {"fid_ratio": ("at most", "domain FID ÷ floor"), "recall": ("at least", "domain recall"),
+           "coverage": ("at least", "coverage"), "label_agreement_ratio": ("at least", "label agreement ÷ floor"),
+           "colour_error": ("at most", "colour error (0-255)")}
+
+
 class GeneratorSweepConfig(Strict):
     """Recipe variants compared at equal wall clock by `mgdm sweep-generator` (not part of the DAG)."""
 
@@ -215,9 +221,15 @@ class GeneratorSweepConfig(Strict):
     probes: int = Field(6, gt=0, description="probes per variant, evenly spaced")
     base: dict = Field(default_factory=dict, description="ddpm overrides every variant starts from")
     variants: dict[str, dict] = Field(default_factory=dict, description="name -> ddpm overrides on top of base")
+    targets: dict[str, float] = Field(default_factory=dict, description="what the pipeline's `none` set must reach: "
+                                      "fid_ratio (÷ floor, at most), recall, coverage (at least), label_agreement_"
+                                      "ratio (÷ floor, at least), colour_error (0-255, at most)")
 
     @model_validator(mode="after")
     def _overrides(self):
+        unknown_targets = sorted(set(self.targets) - set(TARGETS))
+        if unknown_targets:
+            raise ValueError(f"generator_sweep.targets: unknown {unknown_targets}; known: {', '.join(TARGETS)}")
         known = set(DDPMConfig.model_fields)
         for name, over in {"base": self.base, **self.variants}.items():
             bad = sorted(set(over) - known)

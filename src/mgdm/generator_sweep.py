@@ -139,7 +139,7 @@ def profile_record(ddpm_dir: str | Path, profile: Profile) -> dict | None:
 
 
 def write_outputs(records: list[dict], floor: dict, profile: Profile, dataset_name: str, table: str | Path,
-                  figure: str | Path) -> None:
+                  figure: str | Path, targets: list[dict] | None = None) -> None:
     """Write the sweep's table (markdown + LaTeX) and figure (probe curves against training seconds)."""
     from mgdm.analysis.tables import write_table
     from mgdm.files import save_figure
@@ -174,6 +174,12 @@ def write_outputs(records: list[dict], floor: dict, profile: Profile, dataset_na
     df = df[["variant", "changes from the row above", "s/step", "steps", "fid", "fid ÷ floor",
              *[m.removeprefix("probe_") for m in METRICS[1:]]]].astype({"steps": "Int64"})
     write_table(df, table, caption)
+    if targets:
+        tried = ", ".join(r["variant"] for r in records if "overrides" in r)
+        write_table(pd.DataFrame(targets), f"{table}_targets",
+                    f"The pipeline's `none` set on {dataset_name} (profile `{profile.name}`, "
+                    f"{profile.sampling.ddim_steps}-step DDIM; fidelity and distribution tables) against the "
+                    f"generator targets, beside the real held-out floor; recipes tried (generator.md): {tried}.")
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
     for ax, m in zip(axes.flat, METRICS):
         for r in records:
@@ -186,3 +192,23 @@ def write_outputs(records: list[dict], floor: dict, profile: Profile, dataset_na
     fig.suptitle(f"{dataset_name}: generator probe vs training time (profile {profile.name})")
     fig.tight_layout()
     save_figure(fig, figure)
+
+
+def target_rows(targets: dict[str, float], fidelity: dict, analysis: dict) -> list[dict]:
+    """The `none` set against each target: its value, the floor's, met or missed and by how much."""
+    from mgdm.config import TARGETS
+
+    none, floor = analysis["sets"]["none"], analysis["sets"]["real-heldout"]
+    values = {"fid_ratio": (fidelity["domain_fid"] / fidelity["floor_domain_fid"], 1.0),
+              "recall": (fidelity["domain_recall"], fidelity["floor_domain_recall"]),
+              "coverage": (none["coverage"], floor["coverage"]),
+              "label_agreement_ratio": (none["label_agreement"] / floor["label_agreement"], 1.0),
+              "colour_error": (none["colour_error"], floor["colour_error"])}
+    rows = []
+    for name, target in targets.items():
+        direction, what = TARGETS[name]
+        value, at_floor = values[name]
+        gap = value - target if direction == "at least" else target - value
+        rows.append({"target": f"{what} {direction} {target:g}", "none set": value, "floor": at_floor,
+                     "met": "yes" if gap >= 0 else f"no, by {-gap:.3g}"})
+    return rows
