@@ -335,13 +335,14 @@ def survey_zoo(a) -> int:
         print(f"{network}: {row['s_per_epoch']:.1f} s/epoch, test acc {row['acc']:.3f}, auc {row['auc']:.3f}")
     if not rows:
         raise ConfigError(f"{out_dir}: no surveyed network yet; run without --table-only")
+    missing = [n for n in zoo_survey.networks(p, a.network) if n not in {r["network"] for r in rows}]
     write_table(zoo_survey.table(rows, dataset), Path(plan.root) / "tables" / "zoo",
                 f"The zoo on real {name} (profile `{p.name}`): each network trained from scratch for "
                 f"{p.zoo.epochs} epochs (downstream optimiser, batch {p.downstream.batch_size}, lr {p.downstream.lr}, "
                 f"seed {p.zoo.seed}), epoch selected on validation AUC, scored on the test split; seconds per "
                 f"epoch on {cpu_name()} with {torch.get_num_threads()} threads "
                 f"({p.device}). Flagged: test AUC within {zoo_survey.CHANCE_AUC_MARGIN} of chance or ACC not "
-                "above the majority class.")
+                "above the majority class." + (f" Not yet surveyed: {', '.join(missing)}." if missing else ""))
     print(f"wrote {plan.root}/tables/zoo.md ({len(rows)} networks)")
     return 0
 
