@@ -87,23 +87,27 @@ def stage_fidelity(config, plan, a):
     return run(_dataset(plan, a.dataset), samples, reference, config.profile.fidelity), []
 
 
+def _downstream_files(plan, stage: str, a) -> dict:
+    """A downstream job's test-prediction file and its resume state (beside its metrics JSON)."""
+    wildcards = {k: getattr(a, k) for k in STAGES[stage].matrix}
+    out = plan.paths(stage, **wildcards)
+    return {"predictions_path": out[f"seed{a.seed}_test.npz"],
+            "resume_path": out[f"seed{a.seed}.json"].replace(".json", ".resume.safetensors")}
+
+
 def stage_train_baseline(config, plan, a):
     from mgdm.classifiers.stage import run
 
-    out = plan.paths("train_baseline", dataset=a.dataset, network=a.network, seed=a.seed)
     return run(_dataset(plan, a.dataset), a.network, config.profile.downstream, a.seed,
-               device=config.profile.device, progress=a.progress, predictions_path=out[f"seed{a.seed}_test.npz"],
-               resume_path=out[f"seed{a.seed}.json"].replace(".json", ".resume.safetensors")), []
+               device=config.profile.device, progress=a.progress, **_downstream_files(plan, "train_baseline", a)), []
 
 
 def stage_train_classifier(config, plan, a):
     from mgdm.classifiers.stage import run
 
     samples = plan.paths("sample", dataset=a.dataset, set=a.set)[f"{a.set}.npz"]
-    out = plan.paths("train_classifier", dataset=a.dataset, network=a.network, set=a.set, seed=a.seed)
     return run(_dataset(plan, a.dataset), a.network, config.profile.downstream, a.seed, samples,
-               device=config.profile.device, progress=a.progress, predictions_path=out[f"seed{a.seed}_test.npz"],
-               resume_path=out[f"seed{a.seed}.json"].replace(".json", ".resume.safetensors")), []
+               device=config.profile.device, progress=a.progress, **_downstream_files(plan, "train_classifier", a)), []
 
 
 def stage_analyze(config, plan, a):
@@ -245,16 +249,23 @@ def write_schema(a) -> int:
     return 0
 
 
+def _tool(a):
+    """Load the profile, apply --threads, pick --dataset (default: the profile's first): the shared start of the
+    commands outside the DAG. Returns (config, plan, dataset name)."""
+    config = load(a.params, a.profile)
+    plan = Plan(config, a.params)
+    if getattr(a, "threads", 0):
+        import torch
+
+        torch.set_num_threads(a.threads)
+    return config, plan, a.dataset or plan.values["dataset"][0]
+
+
 def benchmark(a) -> int:
     from mgdm import benchmark as bench
     from mgdm.files import atomic_path, write_json
 
-    plan = Plan(load(a.params, a.profile), a.params)
-    if a.threads:
-        import torch
-
-        torch.set_num_threads(a.threads)
-    name = a.dataset or plan.values["dataset"][0]
+    _, plan, name = _tool(a)
     data = plan.paths("preprocess", dataset=name)["dataset.npz"]
     if not Path(data).exists():
         raise ConfigError(f"{data}: not found; run `mgdm preprocess --profile {plan.profile} --dataset {name}` first "
@@ -272,14 +283,8 @@ def sweep_generator(a) -> int:
     from mgdm import generator_sweep as sweep
     from mgdm.files import read_json
 
-    config = load(a.params, a.profile)
-    plan = Plan(config, a.params)
-    if a.threads:
-        import torch
-
-        torch.set_num_threads(a.threads)
+    config, plan, name = _tool(a)
     p = config.profile
-    name = a.dataset or plan.values["dataset"][0]
     unknown = [v for v in a.variant if v not in p.generator_sweep.variants]
     if unknown:
         raise ConfigError(f"{a.params} (profile {p.name!r}): unknown generator_sweep variant(s) {unknown}; "
@@ -317,16 +322,13 @@ def survey_zoo(a) -> int:
     from mgdm.analysis.tables import write_table
     from mgdm.benchmark import cpu_name
 
-    config = load(a.params, a.profile)
-    plan = Plan(config, a.params)
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    config, plan, name = _tool(a)
     p = config.profile
-    name = a.dataset or plan.values["dataset"][0]
     dataset = _dataset(plan, name)
     out_dir = Path(plan.root) / name / "zoo"
     rows = []
-    for network in zoo_survey.networks(p, a.network):
+    networks = zoo_survey.networks(p, a.network)
+    for network in networks:
         path = out_dir / f"{network}.json"
         if a.table_only and not path.exists():
             continue
@@ -335,7 +337,7 @@ def survey_zoo(a) -> int:
         print(f"{network}: {row['s_per_epoch']:.1f} s/epoch, test acc {row['acc']:.3f}, auc {row['auc']:.3f}")
     if not rows:
         raise ConfigError(f"{out_dir}: no surveyed network yet; run without --table-only")
-    missing = [n for n in zoo_survey.networks(p, a.network) if n not in {r["network"] for r in rows}]
+    missing = [n for n in networks if n not in {r["network"] for r in rows}]
     write_table(zoo_survey.table(rows, dataset), Path(plan.root) / "tables" / "zoo",
                 f"The zoo on real {name} (profile `{p.name}`): each network trained from scratch for "
                 f"{p.zoo.epochs} epochs (downstream optimiser, batch {p.downstream.batch_size}, lr {p.downstream.lr}, "
@@ -351,10 +353,8 @@ def power(a) -> int:
     from mgdm.analysis import paired
     from mgdm.analysis.tables import downstream_runs, write_table
 
-    config = load(a.params, a.profile)
-    plan = Plan(config, a.params)
+    config, plan, name = _tool(a)
     p = config.profile
-    name = a.dataset or plan.values["dataset"][0]
     runs = downstream_runs([name], list(p.downstream.networks), plan.values["set"], list(p.downstream.seeds),
                            {name: config.dataset(name).image_size}, plan.metrics_path)
     wall = float(runs["wall_s"].mean())

@@ -24,6 +24,14 @@ NETWORKS = (
 )
 
 
+def known_networks(v: list[str]) -> list[str]:
+    """Validate a list of network names against the zoo's (a field validator of the sections that list them)."""
+    bad = [n for n in v if n not in NETWORKS]
+    if bad:
+        raise ValueError(f"unknown network(s) {bad}; choose from {', '.join(NETWORKS)}")
+    return v
+
+
 class ConfigError(ValueError):
     """A params file that cannot be used; the message names the file and the field."""
 
@@ -163,13 +171,7 @@ class DownstreamConfig(ClassifierTraining):
     sets: list[str] = Field(default_factory=list, description="synthetic sets to train on (names like "
                             "'entropy-s2'); empty: every set the profile samples")
 
-    @field_validator("networks")
-    @classmethod
-    def _known(cls, v):
-        bad = [n for n in v if n not in NETWORKS]
-        if bad:
-            raise ValueError(f"unknown network(s) {bad}; choose from {', '.join(NETWORKS)}")
-        return v
+    _known = field_validator("networks")(known_networks)
 
 
 class FidelityConfig(Strict):
@@ -199,13 +201,7 @@ class ZooConfig(Strict):
     seed: int = 0
     networks: list[str] = Field(default_factory=list, description="networks to survey; empty: all ten")
 
-    @field_validator("networks")
-    @classmethod
-    def _known(cls, v):
-        bad = [n for n in v if n not in NETWORKS]
-        if bad:
-            raise ValueError(f"unknown network(s) {bad}; choose from {', '.join(NETWORKS)}")
-        return v
+    _known = field_validator("networks")(known_networks)
 
 
 # generator target -> (direction, what it reads); ratios are against the real held-out floor

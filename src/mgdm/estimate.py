@@ -84,7 +84,7 @@ def estimate(plan: Plan, data_dir: str | None = None) -> str:
         else:
             rows += generator_rows
         # seconds per training image per epoch, per network: measured by `mgdm survey-zoo` where it has
-        # run on this dataset (its 2-thread figure), else the ResNet-18 constant
+        # run on this dataset (at the thread count it ran with), else the ResNet-18 constant
         image_epoch_s, measured = {}, []
         for n in p.downstream.networks:
             survey = Path(plan.generator.root) / d / "zoo" / f"{n}.json"

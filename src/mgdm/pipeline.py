@@ -100,8 +100,7 @@ def delegated(method):
     """Run a generator stage's method on the generator's Plan (its profile, its root, all its sets)."""
     @functools.wraps(method)
     def wrapper(self, stage, *args, **kwargs):
-        owner = self.generator if stage in GENERATOR_STAGES else self
-        return method(owner, stage, *args, **kwargs)
+        return method(self.owner(stage), stage, *args, **kwargs)
     return wrapper
 
 
@@ -125,7 +124,7 @@ class Plan:
 
     def expand(self, pattern: str, keep: tuple[str, ...] = ()) -> list[str]:
         """Return `pattern` with every field not in `keep` expanded over its values (keep stays `{field}`)."""
-        pattern = pattern.replace("{root}", self.root).replace("{gen}", self.generator.root)
+        pattern = self.fill_roots(pattern)
         free = [f for f in dict.fromkeys(fields(pattern)) if f not in keep]
         out = []
         for combo in itertools.product(*(self.values[f] for f in free)):
@@ -149,7 +148,10 @@ class Plan:
         return {path.rsplit("/", 1)[-1]: path for path in paths}
 
     def metrics_path(self, stage: str, **wildcards) -> str:
-        return STAGES[stage].metrics.replace("{root}", self.root).replace("{gen}", self.generator.root).format(**wildcards)
+        return self.fill_roots(STAGES[stage].metrics).format(**wildcards)
+
+    def fill_roots(self, pattern: str) -> str:
+        return pattern.replace("{root}", self.root).replace("{gen}", self.generator.root)
 
     def owner(self, stage: str) -> "Plan":
         return self.generator if stage in GENERATOR_STAGES else self

@@ -58,6 +58,11 @@ def downstream_table(runs: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def downstream_job(train_set: str) -> tuple[str, dict]:
+    """The stage that trains on `train_set` and its extra wildcards: real-only is the baseline."""
+    return ("train_baseline", {}) if train_set == "real" else ("train_classifier", {"set": train_set})
+
+
 def downstream_runs(datasets: list[str], networks: list[str], sets: list[str], seeds: list[int],
                     image_sizes: dict[str, int], metrics) -> pd.DataFrame:
     """One row per downstream job (real-only and each synthetic set): its grading metrics and wall clock."""
@@ -66,7 +71,7 @@ def downstream_runs(datasets: list[str], networks: list[str], sets: list[str], s
         for n in networks:
             for s in ["real", *sets]:
                 for seed in seeds:
-                    stage, extra = ("train_baseline", {}) if s == "real" else ("train_classifier", {"set": s})
+                    stage, extra = downstream_job(s)
                     m = read_json(metrics(stage, dataset=d, network=n, seed=seed, **extra))
                     rows.append({"dataset": d, "network": n, "adaptation": NETWORKS[n].adaptation(image_sizes[d]),
                                  "train set": s, "seed": seed, **{k: m.get(k) for k in GRADING},
@@ -119,7 +124,7 @@ def run(profile: str, datasets: list[str], sets: list[str], networks: list[str],
     write_runtime(profile, runtime, tables_dir)
     preds: dict[str, dict] = {d: {} for d in datasets}
     for r in runs.to_dict("records"):
-        stage, extra = ("train_baseline", {}) if r["train set"] == "real" else ("train_classifier", {"set": r["train set"]})
+        stage, extra = downstream_job(r["train set"])
         with np.load(predictions(stage, dataset=r["dataset"], network=r["network"], seed=r["seed"], **extra)) as f:
             preds[r["dataset"]][(r["network"], r["train set"], r["seed"])] = (f["probs"].argmax(1), f["labels"])
     caption = (f"Downstream grading on the real test split (profile `{profile}`; networks trained on real + each "
