@@ -45,15 +45,18 @@ class LinearClassifier(torch.nn.Module):
 def mgdm_env() -> dict:
     """The environment for running the CLI and workflow managers from this venv."""
     env = dict(os.environ)
+    env.pop("MLFLOW_TRACKING_URI", None)  # each workflow logs to its own folder's store
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 
 
 def workflow_copy(dest: Path) -> Path:
-    """Copy what a workflow run needs (not results/) into `dest`; the package is the installed one."""
+    """Copy what a workflow run needs (not results/) into `dest`. The package that runs is the installed
+    one; src/ is copied as the code the stages depend on (mgdm.sources)."""
     for name in ("Snakefile", "params.yaml", "dvc.yaml", "environment.yml"):
         shutil.copy(ROOT / name, dest / name)
     shutil.copytree(ROOT / "workflow", dest / "workflow")
+    shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     return dest
 
 
@@ -67,3 +70,17 @@ def run(cmd, cwd, check=True, **kw):
 @pytest.fixture
 def tmp_workflow(tmp_path):
     return workflow_copy(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def smoke_dag(tmp_path_factory):
+    """The smoke DAG run once by Snakemake, for the tests that read a finished pipeline (do not modify it:
+    copy it with `finished_copy`). Returns (workdir, the Snakemake run's stdout + stderr)."""
+    workdir = workflow_copy(tmp_path_factory.mktemp("smoke_dag"))
+    res = run(["snakemake", "--cores", "2", "--config", "profile=smoke"], workdir)
+    return workdir, res.stdout + res.stderr
+
+
+def finished_copy(smoke_dag, dest: Path) -> Path:
+    shutil.copytree(smoke_dag[0], dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".snakemake"))
+    return dest

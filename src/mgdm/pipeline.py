@@ -17,6 +17,7 @@ import string
 from dataclasses import dataclass, field
 
 from mgdm.config import Config
+from mgdm.sources import stage_sources
 
 TABLES = ("downstream", "paired", "claims", "fidelity", "distribution", "guidance_net", "runtime")
 
@@ -29,7 +30,9 @@ class Stage:
     deps: tuple[str, ...]
     outs: tuple[str, ...]
     metrics: str | None = None  # a JSON of metrics (DVC `metrics:`, also logged to MLflow)
-    params: tuple[str, ...] = ()  # profile sections the stage reads (rerun when they change)
+    # the settings the stage reads (rerun when they change): profile keys, dotted for part of a section,
+    # and DATASET for the dataset's own entry in params.yaml
+    params: tuple[str, ...] = ()
     committed: tuple[str, ...] = field(default_factory=tuple)  # outs kept in git (DVC cache: false)
     threads: int = 1
     priority: int = 0  # Snakemake starts higher first: the DDPM is the long pole of every DAG
@@ -45,14 +48,19 @@ GUIDANCE_NET = f"{D}/guidance_net/model.safetensors"
 REFERENCE_NET = f"{D}/reference_net/model.safetensors"
 SAMPLES = f"{D}/samples/{{set}}.npz"
 FIGURES = "{gen}/figures"
+DATASET = "datasets.{dataset}"
+# what the guidance net reads of the DDPM's section: the noise schedule and the data's encoding
+SCHEDULE = tuple(f"ddpm.{k}" for k in ("normalization", "schedule", "train_timesteps", "zero_terminal_snr",
+                                       "timestep_spacing", "prediction_type"))
 
 STAGES = {s.name: s for s in [
     Stage("preprocess", ("dataset",), "--dataset {dataset}", (),
-          (DATA, f"{D}/data/preview.png"), f"{D}/data/summary.json"),
+          (DATA, f"{D}/data/preview.png"), f"{D}/data/summary.json", (DATASET,)),
     Stage("train_ddpm", ("dataset",), "--dataset {dataset}", (DATA, REFERENCE_NET),
-          (DDPM, f"{D}/ddpm/model.json"), f"{D}/ddpm/metrics.json", ("ddpm",), threads=2, priority=10),
+          (DDPM, f"{D}/ddpm/model.json"), f"{D}/ddpm/metrics.json",
+          ("ddpm", "sampling.seed", "analysis.knn_k"), threads=2, priority=10),  # the last two: its fidelity probe
     Stage("train_guidance_net", ("dataset",), "--dataset {dataset}", (DATA,),
-          (GUIDANCE_NET, f"{D}/guidance_net/model.json"), f"{D}/guidance_net/metrics.json", ("guidance_net", "ddpm"),
+          (GUIDANCE_NET, f"{D}/guidance_net/model.json"), f"{D}/guidance_net/metrics.json", ("guidance_net", *SCHEDULE),
           priority=5),
     Stage("train_reference_net", ("dataset",), "--dataset {dataset}", (DATA,),
           (REFERENCE_NET, f"{D}/reference_net/model.json"), f"{D}/reference_net/metrics.json", ("reference_net",)),
@@ -79,7 +87,7 @@ STAGES = {s.name: s for s in [
            f"{R}/downstream/{{network}}/{{set}}/seed{{seed}}_test.npz", f"{D}/analysis/distribution.json"),
           tuple(f"{{root}}/tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex"))
           + ("{root}/figures/downstream.png", "{root}/figures/fidelity_vs_downstream.png"),
-          "{root}/tables/report.json", committed=("tables", "figures")),
+          "{root}/tables/report.json", ("sampling.mgdm.measure",), committed=("tables", "figures")),
 ]}
 
 
@@ -170,10 +178,20 @@ class Plan:
         return f"mgdm {stage.replace('_', '-')} --params {self.params_file} --profile {self.profile} {args}".strip()
 
     @delegated
-    def settings(self, stage: str) -> str:
-        """The profile sections a stage reads, as JSON: Snakemake reruns a job when they change."""
-        p = self.config.profile.model_dump()
-        return json.dumps({k: p[k] for k in STAGES[stage].params}, sort_keys=True)
+    def settings(self, stage: str, **wildcards) -> str:
+        """The settings a stage reads, as JSON: Snakemake reruns a job when they change."""
+        p, out = self.config.profile.model_dump(), {}
+        for key in STAGES[stage].params:
+            if key == DATASET:
+                out[key.format(**wildcards)] = self.config.dataset(wildcards["dataset"]).model_dump()
+            else:
+                out[key] = lookup(p, key)
+        return json.dumps(out, sort_keys=True)
+
+    @delegated
+    def code(self, stage: str) -> list[str]:
+        """The source files the stage runs (mgdm.sources): editing one reruns the stage and what follows."""
+        return stage_sources().get(stage, [])
 
     def wildcard_constraints(self) -> dict[str, str]:
         values = {k: list(dict.fromkeys(v + self.generator.values[k])) for k, v in self.values.items()}
@@ -191,7 +209,7 @@ class Plan:
             elif s.matrix:
                 entry = {"matrix": {k: owner.values[k] for k in s.matrix}, **entry}
             body = entry.get("do", entry)
-            deps = [sub(d) for d in self.deps(name)]
+            deps = [sub(d) for d in self.deps(name)] + self.code(name)
             if deps:
                 body["deps"] = deps
             raw_keys = owner._param_keys(s)
@@ -211,7 +229,24 @@ class Plan:
     def _param_keys(self, s: Stage) -> list[str]:
         """The params.yaml keys behind a stage's settings that exist in the file (DVC wants real keys)."""
         raw = self.config.params
-        keys = [f"defaults.{k}" for k in s.params if k in raw.defaults]
-        for profile in [g for g in (self.config.profile.generator, self.profile) if g]:  # inherited, then own
-            keys += [f"profiles.{profile}.{k}" for k in s.params if k in raw.profiles[profile]]
+        layers = [("defaults", raw.defaults)] + [  # then the inherited profile's, then the own
+            (f"profiles.{g}", raw.profiles[g]) for g in (self.config.profile.generator, self.profile) if g]
+        keys = []
+        for key in s.params:
+            if key == DATASET:
+                keys.append(dvc_fields(key, s.matrix))
+            else:
+                keys += [f"{prefix}.{key}" for prefix, tree in layers if lookup(tree, key) is not MISSING]
         return keys
+
+
+MISSING = object()
+
+
+def lookup(tree: dict, dotted: str):
+    """Return tree["a"]["b"] for "a.b", or MISSING."""
+    for k in dotted.split("."):
+        if not isinstance(tree, dict) or k not in tree:
+            return MISSING
+        tree = tree[k]
+    return tree

@@ -1,6 +1,7 @@
 # One rule per stage of the table in src/mgdm/pipeline.py (the table dvc.yaml is written from too).
 # Each rule runs `mgdm <stage>`, logs to results/<profile>/logs/ and records its wall clock and
-# memory in results/<profile>/benchmarks/. Changing a stage's settings in params.yaml reruns it.
+# memory in results/<profile>/benchmarks/. Changing a stage's settings in params.yaml, or a source file it
+# runs (src/mgdm/sources.py), reruns it and everything downstream.
 from mgdm.pipeline import STAGES
 
 
@@ -14,11 +15,11 @@ for stage in STAGES:
         name:
             stage
         input:
-            PLAN.deps(stage),
+            PLAN.deps(stage) + PLAN.code(stage),
         output:
             PLAN.outputs(stage),
         params:
-            settings=PLAN.settings(stage),
+            settings=lambda wildcards, stage=stage: PLAN.settings(stage, **wildcards),
             # a default argument binds this loop's stage (the shell line is evaluated when the job runs)
             cmd=lambda wildcards, stage=stage: PLAN.command(stage).format(**wildcards),
         log:

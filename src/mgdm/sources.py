@@ -1,0 +1,76 @@
+"""The source files each stage runs: Snakemake and DVC rerun a stage when one of them changes.
+
+A stage's code is the mgdm modules its CLI handler (`cli.stage_<name>`) imports, followed through
+every import of those modules, function-local ones included. Read from the source with `ast`, so
+the list cannot drift from the code. Left out is the glue every stage shares only to find its files
+and log its run (GLUE): the CLI, the stage table, the config schema (whose values reach a stage as
+its settings, which both workflow managers already track) and MLflow logging. Editing those reruns
+nothing; editing anything else reruns the stages that import it and everything downstream of them.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from pathlib import Path
+
+GLUE = frozenset({"mgdm.cli", "mgdm.pipeline", "mgdm.config", "mgdm.tracking", "mgdm.estimate"})
+SOURCE_ROOT = Path("src")  # the checkout's layout: the workflow's code as <workdir>/src/mgdm/...
+
+
+def module_file(root: Path, module: str) -> Path | None:
+    """Return the file of `module` (a dotted name) under `root`, or None if it is not a module there."""
+    base = root.joinpath(*module.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def imported_modules(root: Path, tree: ast.AST) -> set[str]:
+    """The mgdm modules a syntax tree imports (`from mgdm.x import y` counts y when y is a module)."""
+    found = set()
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        found.update(n for n in names if n.split(".")[0] == "mgdm" and module_file(root, n))
+    return found
+
+
+def closure(root: Path, modules: set[str]) -> set[str]:
+    """`modules` and every mgdm module they import, transitively, less the glue."""
+    seen, todo = set(), set(modules) - GLUE
+    while todo:
+        m = todo.pop()
+        seen.add(m)
+        tree = ast.parse(module_file(root, m).read_text())
+        todo |= imported_modules(root, tree) - GLUE - seen
+    return seen
+
+
+@functools.cache
+def stage_sources(root: str = str(SOURCE_ROOT)) -> dict[str, list[str]]:
+    """Return {stage: its source files, as paths under `root`}; {} where `root` holds no mgdm checkout
+    (the package installed from an index: its code is then versioned by its release, not tracked)."""
+    base = Path(root)
+    cli = module_file(base, "mgdm.cli")
+    if cli is None:
+        return {}
+    functions = {node.name: node for node in ast.parse(cli.read_text()).body if isinstance(node, ast.FunctionDef)}
+    sources = {}
+    for name in (n for n in functions if n.startswith("stage_")):
+        # the handler and the CLI helpers it calls (e.g. the one that opens the dataset)
+        used, todo = set(), {name}
+        while todo:
+            f = todo.pop()
+            used.add(f)
+            todo |= {n.id for n in ast.walk(functions[f]) if isinstance(n, ast.Name) and n.id in functions} - used
+        modules = set().union(*(imported_modules(base, functions[f]) for f in used))
+        files = {module_file(base, m) for m in closure(base, modules)}
+        # a package's __init__ runs on import of any of its modules
+        files |= {p.parent / "__init__.py" for p in files if (p.parent / "__init__.py").is_file()}
+        sources[name.removeprefix("stage_")] = sorted(p.as_posix() for p in files)
+    return sources
