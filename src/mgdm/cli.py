@@ -9,13 +9,14 @@ exits non-zero.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from pathlib import Path
 
 from mgdm.config import ConfigError, load
-from mgdm.pipeline import STAGES, Plan
+from mgdm.pipeline import DATA, SAMPLES, STAGES, Plan
 
 
 def _dataset(plan: Plan, name: str):
@@ -42,7 +43,7 @@ def stage_train_ddpm(config, plan, a):
     reference = plan.paths("train_reference_net", dataset=a.dataset)["model.safetensors"]
     probe = FidelityProbe(dataset, reference, p.ddpm.probe_images, p.ddpm.probe_steps, p.sampling.seed, p.device,
                           p.analysis.knn_k)
-    return run(dataset, p.ddpm, out["model.safetensors"], a.seed, p.device, a.progress, probe), []
+    return run(dataset, p.ddpm, out["model.safetensors"], p.ddpm.seed, p.device, a.progress, probe), []
 
 
 def stage_train_guidance_net(config, plan, a):
@@ -50,7 +51,7 @@ def stage_train_guidance_net(config, plan, a):
 
     out = plan.paths("train_guidance_net", dataset=a.dataset)
     p = config.profile
-    return run(_dataset(plan, a.dataset), p.guidance_net, p.ddpm, out["model.safetensors"], a.seed,
+    return run(_dataset(plan, a.dataset), p.guidance_net, p.ddpm, out["model.safetensors"], p.guidance_net.seed,
                p.device, a.progress), []
 
 
@@ -84,7 +85,7 @@ def stage_fidelity(config, plan, a):
 
     samples = plan.paths("sample", dataset=a.dataset, set=a.set)[f"{a.set}.npz"]
     reference = plan.paths("train_reference_net", dataset=a.dataset)["model.safetensors"]
-    return run(_dataset(plan, a.dataset), samples, reference, config.profile.fidelity), []
+    return run(_dataset(plan, a.dataset), samples, reference, config.profile.fidelity, config.profile.device), []
 
 
 def _downstream_files(plan, stage: str, a) -> dict:
@@ -117,7 +118,7 @@ def stage_analyze(config, plan, a):
     sets = {s: plan.paths("sample", dataset=a.dataset, set=s)[f"{s}.npz"] for s in config.sample_sets()}
     figures = {k: out[f"{a.dataset}_{k}.png"] for k in ("entropy", "embedding", "samples")}
     reference = plan.paths("train_reference_net", dataset=a.dataset)["model.safetensors"]
-    result = run(_dataset(plan, a.dataset), reference, sets, config.profile.analysis, figures, a.seed)
+    result = run(_dataset(plan, a.dataset), reference, sets, config.profile.analysis, figures, config.profile.device)
     return result, list(figures.values())
 
 
@@ -132,8 +133,11 @@ def stage_report(config, plan, a):
     def predictions(stage, **w):
         return plan.paths(stage, **w)[f"seed{w['seed']}_test.npz"]
 
-    result = run(p.name, list(p.datasets), plan.values["set"], list(p.downstream.networks),
-                 list(p.downstream.seeds), sizes, plan.metrics_path, Path(out["downstream.md"]).parent, figures,
+    seeds = a.seeds or list(p.downstream.seeds)
+    if not set(seeds) <= set(p.downstream.seeds):
+        raise ConfigError(f"{a.params} (profile {p.name!r}): --seeds {seeds} not among downstream.seeds "
+                          f"{p.downstream.seeds}")
+    result = run(p.name, list(p.datasets), plan.values["set"], list(p.downstream.networks), seeds, sizes, plan.metrics_path, Path(out["downstream.md"]).parent, figures,
                  predictions, p.sampling.mgdm.measure, a.images_only)
     if a.images_only:
         return result, []
@@ -166,12 +170,19 @@ STAGE_HELP = {
                 "--dataset retinamnist"),
     "report": ("write the tables (markdown, LaTeX) and summary figures from every job's metrics", ""),
 }
-STAGE_SEEDS = {"train_ddpm", "train_guidance_net", "analyze"}  # stages that read --seed (the others: params)
+
+
+def remove(outputs: list[str]) -> None:
+    """A failed job leaves nothing that looks finished (older outputs of the job included)."""
+    for p in outputs:
+        try:
+            Path(p).unlink(missing_ok=True)
+        except OSError:  # e.g. under a path that is a file: nothing there to remove
+            pass
 
 
 def run_stage(stage: str, a: argparse.Namespace) -> int:
-    from mgdm.files import FileError
-    from mgdm.files import write_json
+    from mgdm.files import FileError, check_writable, write_json
 
     config = load(a.params, a.profile)
     plan = Plan(config, a.params)
@@ -182,6 +193,12 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
             raise ConfigError(f"{a.params} (profile {plan.profile!r}): {k} {v!r} is not in this profile's "
                               f"{k}s {values[k]}")
     outputs = [p.format(**wildcards) for p in plan.outputs(stage)]
+    try:
+        check_writable(outputs)  # before work starts, not after an hour of training
+    except FileError as err:
+        remove(outputs)
+        print(f"mgdm {stage}: error: {err}", file=sys.stderr)
+        return 2
     if a.threads:
         import torch
 
@@ -195,24 +212,30 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
         metrics_path = plan.metrics_path(stage, **wildcards)
         write_json(metrics_path, summary)
     except BaseException as err:
-        for p in outputs:  # a failed job leaves nothing that looks finished
-            Path(p).unlink(missing_ok=True)
+        remove(outputs)
         if isinstance(err, (ConfigError, FileError, FileNotFoundError)):
             print(f"mgdm {stage}: error: {err}", file=sys.stderr)
             return 2
         raise
     if not a.no_mlflow:
-        from mgdm.tracking import DEFAULT_URI, git_commit, log_stage
+        from mgdm.tracking import DEFAULT_URI, dataset_input, git_commit, log_stage
 
         uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
         tags = {"stage": stage, "profile": plan.profile, "git_commit": git_commit(),
                 **{k: str(v) for k, v in wildcards.items()}}
         if "set" in wildcards:
             tags["guidance"] = wildcards["set"].split("-s")[0]
-        params = {**result.get("params", {}), **{k: config.profile.model_dump()[k] for k in STAGES[stage].params}}
+        params = {**result.get("params", {}), **json.loads(plan.settings(stage, **wildcards))}
         name = "/".join([stage, *map(str, wildcards.values())])
+        inputs = []  # the data it read, as MLflow datasets: the real training split, and a synthetic set
+        if DATA in (*STAGES[stage].deps, *STAGES[stage].outs):
+            inputs.append(dataset_input(plan.paths("preprocess", dataset=a.dataset)["dataset.npz"],
+                                        f"{a.dataset}-train", "training"))
+        if SAMPLES in STAGES[stage].deps:
+            inputs.append(dataset_input(plan.paths("sample", dataset=a.dataset, set=a.set)[f"{a.set}.npz"],
+                                        f"{a.dataset}-{a.set}", "synthetic"))
         log_stage(uri, f"mgdm-{plan.profile}", name, tags, params, summary, result.get("history"),
-                  [metrics_path, *artifacts])
+                  [metrics_path, *artifacts], start=start, end=start + summary["wall_s"], inputs=inputs)
     print(f"mgdm {stage}: done in {summary['wall_s']:.1f} s -> {metrics_path}")
     return 0
 
@@ -299,7 +322,7 @@ def sweep_generator(a) -> int:
     if not a.table_only:
         timings = sweep.step_timings(dataset, p, names, out_dir / "step_timings.json")
         for v in names:
-            r = sweep.run_variant(dataset, p, v, reference, out_dir, timings[v], a.seed, not a.no_progress)
+            r = sweep.run_variant(dataset, p, v, reference, out_dir, timings[v], p.ddpm.seed, not a.no_progress)
             print(f"{v}: " + ", ".join(f"{k.removeprefix('probe_')} {r['final'][k]:.3f}" for k in sweep.METRICS))
     records = [read_json(out_dir / f"{v}.json") for v in p.generator_sweep.variants if (out_dir / f"{v}.json").exists()]
     full = sweep.profile_record(Path(plan.root) / name / "ddpm", p)
@@ -391,11 +414,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(stage=name)
         for w in stage.matrix:
             p.add_argument(f"--{w}", type=WILDCARD_ARGS[w], required=True, help=WILDCARD_HELP[w])
-        if name in STAGE_SEEDS:
-            p.add_argument("--seed", type=int, default=0, help="random seed of this stage (default 0)")
         if name == "report":
             p.add_argument("--images-only", action="store_true", help="only the tables of the images (fidelity, "
                            "distribution, guidance net), before any downstream network is trained")
+            p.add_argument("--seeds", type=int, nargs="+", default=None, help="report only these of "
+                           "downstream.seeds, e.g. the ones finished so far of a long study (default: all); "
+                           "the tables name the seeds they cover")
         p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
         p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
         p.add_argument("--no-mlflow", action="store_true", help="skip MLflow logging")
@@ -420,7 +444,6 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--dataset", default=None, help="dataset (default: the profile's first)")
     sw.add_argument("--variant", action="append", default=[], help="run only this variant (repeatable)")
     sw.add_argument("--table-only", action="store_true", help="only rewrite the table and figure from finished variants")
-    sw.add_argument("--seed", type=int, default=0, help="training seed of every variant")
     sw.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     sw.add_argument("--no-progress", action="store_true", help="no progress bars")
     sw.set_defaults(func=sweep_generator)

@@ -76,6 +76,7 @@ class StepTraining(Strict):
     lr: float = Field(gt=0)
     class_balanced: bool = False
     checkpoint_every: int = Field(gt=0)
+    seed: int = Field(0, description="initialisation, batch order and noise draws")
 
 
 class DDPMConfig(StepTraining):
@@ -180,6 +181,8 @@ class FidelityConfig(Strict):
         None, description="local torch-fidelity Inception weights (pt-inception-2015-12-05); needed for 'inception'")
     kid_subset_size: int = Field(gt=1)
     batch_size: int = Field(64, gt=0)
+    seed: int = Field(0, description="held-out floor draw d uses seed + d; KID subsets use torch-fidelity's "
+                      "rng_seed 2020 + seed (its default at 0)")
 
     @model_validator(mode="after")
     def _weights(self):
@@ -192,6 +195,7 @@ class FidelityConfig(Strict):
 class AnalysisConfig(Strict):
     embedding: Literal["pca", "tsne"] = "pca"
     knn_k: int = Field(5, gt=0)
+    seed: int = Field(0, description="held-out draws and the embedding's random state")
 
 
 class ZooConfig(Strict):

@@ -53,14 +53,14 @@ def set_row(model, images, labels, real_f, centres, real_dist, target_mean, k, t
 
 
 def run(dataset: Dataset, reference_net: str | Path, synthetic: dict[str, str | Path], cfg: AnalysisConfig,
-        figures: dict[str, str | Path], seed: int = 0, floor_draws: int = 3) -> dict:
+        figures: dict[str, str | Path], device: str = "cpu", floor_draws: int = 3) -> dict:
     """Write the entropy, embedding and sample figures; return per-set distribution metrics.
 
     Every set is scored at the same n and class mix as its floor, held-out real images (val + test)
     drawn `floor_draws` times; colour_error is the largest per-channel mean difference (0-255) from the
     real training mean under the set's class mix.
     """
-    model = load_classifier(reference_net)
+    model, seed = load_classifier(reference_net, device), cfg.seed
     train_images, train_labels = dataset.numpy("train")
     test_images, _ = dataset.numpy("test")
     real_f, _ = embed(model, train_images)
@@ -80,7 +80,7 @@ def run(dataset: Dataset, reference_net: str | Path, synthetic: dict[str, str | 
                                        k, test_ent)
         if not floor_rows:  # every set has the same class plan, so one floor serves all
             for draw in range(floor_draws):
-                _, real_images, real_labels = matched_subsets(labels, dataset, draw)
+                _, real_images, real_labels = matched_subsets(labels, dataset, seed + draw)
                 floor_rows.append(set_row(model, real_images, real_labels, real_f, centres, real_dist, target, k)[0])
         ent_frames.append(pd.DataFrame({"set": name, "entropy": ent}))
         feats.append((name, f))

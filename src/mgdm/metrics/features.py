@@ -16,10 +16,11 @@ from mgdm.data.splits import Dataset, to_model_range
 def embed(model, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Return (features, probabilities) of uint8 NHWC images under the reference net."""
     feats, probs = [], []
+    device = next(model.parameters()).device
     for i in range(0, len(images), batch_size):
-        f = model.features(to_model_range(images[i:i + batch_size]))
-        feats.append(f)
-        probs.append(torch.softmax(model.net.get_classifier()(f), -1))
+        f = model.features(to_model_range(images[i:i + batch_size]).to(device))
+        feats.append(f.cpu())
+        probs.append(torch.softmax(model.net.get_classifier()(f), -1).cpu())
     return torch.cat(feats).numpy(), torch.cat(probs).numpy()
 
 

@@ -76,7 +76,7 @@ class ImageSet(torch.utils.data.Dataset):
 
 
 def fidelity(fake: np.ndarray, real: np.ndarray, extractor: str, weights: str, cfg: FidelityConfig,
-             real_cache: str | None = None) -> dict:
+             real_cache: str | None = None, device: str = "cpu") -> dict:
     """Return IS, FID, KID and precision/recall of `fake` against `real` in one extractor's features.
 
     With `real_cache` (a folder), the real images' features are computed once and reused from there.
@@ -85,16 +85,16 @@ def fidelity(fake: np.ndarray, real: np.ndarray, extractor: str, weights: str, c
     name = DOMAIN if extractor == "domain" else "inception-v3-compat"
     cache = dict(cache=True, cache_root=real_cache, input2_cache_name=f"real-{extractor}") if real_cache else {"cache": False}
     out = torch_fidelity.calculate_metrics(
-        input1=ImageSet(fake), input2=ImageSet(real), cuda=torch.cuda.is_available(), isc=True, fid=True, kid=True,
+        input1=ImageSet(fake), input2=ImageSet(real), cuda=device.startswith("cuda"), isc=True, fid=True, kid=True,
         prc=True, feature_extractor=name, feature_extractor_weights_path=weights, kid_subset_size=kid_subset,
-        batch_size=cfg.batch_size, verbose=False, save_cpu_ram=True, **cache)
+        batch_size=cfg.batch_size, rng_seed=2020 + cfg.seed, verbose=False, save_cpu_ram=True, **cache)
     keys = {"inception_score_mean": "is", "frechet_inception_distance": "fid", "kernel_inception_distance_mean": "kid",
             "kernel_inception_distance_std": "kid_std", "precision": "precision", "recall": "recall", "f_score": "f_score"}
     return {f"{extractor}_{short}": float(out[k]) for k, short in keys.items() if k in out}
 
 
 def run(dataset: Dataset, synthetic: str | Path, reference_net: str | Path, cfg: FidelityConfig,
-        floor_draws: int = 3) -> dict:
+        device: str = "cpu", floor_draws: int = 3) -> dict:
     """Return fidelity metrics of one synthetic set, and of held-out real images (the floor), per extractor.
 
     Both are scored against the real training split at the same n and class mix; the floor is the mean
@@ -110,10 +110,10 @@ def run(dataset: Dataset, synthetic: str | Path, reference_net: str | Path, cfg:
         floors = []
         with tempfile.TemporaryDirectory() as cache:
             for draw in range(floor_draws):
-                fake_idx, floor_images, _ = matched_subsets(fake_labels, dataset, draw)
+                fake_idx, floor_images, _ = matched_subsets(fake_labels, dataset, cfg.seed + draw)
                 if draw == 0:
-                    metrics.update(fidelity(fake[fake_idx], real, extractor, weights, cfg, cache))
-                floors.append(fidelity(floor_images, real, extractor, weights, cfg, cache))
+                    metrics.update(fidelity(fake[fake_idx], real, extractor, weights, cfg, cache, device))
+                floors.append(fidelity(floor_images, real, extractor, weights, cfg, cache, device))
         for key in floors[0]:
             values = np.array([f[key] for f in floors])
             metrics[f"floor_{key}"], metrics[f"floor_{key}_std"] = float(values.mean()), float(values.std())
