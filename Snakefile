@@ -2,10 +2,13 @@
 # workflow/rules/stages.smk makes one rule per stage from it.
 #   snakemake --cores 2                          (the `profile` named in params.yaml: cpu)
 #   snakemake --cores 2 --config profile=smoke   (another profile)
+import os
+
 from snakemake.utils import validate
 
 from mgdm.config import resolve
 from mgdm.pipeline import Plan
+from mgdm.tracking import DEFAULT_URI, end_pipeline, git_commit, start_pipeline
 
 
 configfile: "params.yaml"
@@ -14,6 +17,7 @@ configfile: "params.yaml"
 validate(config, "workflow/schemas/params.schema.json")  # the file's shape; resolve() checks each profile
 
 PLAN = Plan(resolve(config, config.get("profile")))
+MLFLOW_URI = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
 
 
 wildcard_constraints:
@@ -33,3 +37,14 @@ onstart:
     from mgdm.estimate import estimate
 
     print(estimate(PLAN, PLAN.config.data_dir()))
+    # one MLflow parent run per invocation; every job's run nests under it (jobs inherit the environment)
+    start_pipeline(MLFLOW_URI, f"mgdm-{PLAN.profile}", f"snakemake {PLAN.profile}",
+                   {"profile": PLAN.profile, "pipeline": "snakemake", "git_commit": git_commit()})
+
+
+onsuccess:
+    end_pipeline(MLFLOW_URI, "FINISHED")
+
+
+onerror:
+    end_pipeline(MLFLOW_URI, "FAILED")

@@ -35,13 +35,24 @@ def mlflow_runs(root):
     return mlflow.search_runs(experiment_names=["mgdm-smoke"])
 
 
-def test_snakemake_runs_the_smoke_dag(tmp_workflow, monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    res = run(["snakemake", "--cores", "2", "--config", "profile=smoke"], tmp_workflow)
-    assert "total: about" in res.stdout + res.stderr, "the plan's estimate is printed before running"
+def test_snakemake_runs_the_smoke_dag(smoke_dag):
+    tmp_workflow, output = smoke_dag
+    assert "total: about" in output, "the plan's estimate is printed before running"
     check_outputs(tmp_workflow)
-    runs = mlflow_runs(tmp_workflow)
+    everything = mlflow_runs(tmp_workflow)
+    parent = everything[everything["tags.pipeline"] == "snakemake"]
+    runs = everything[everything["tags.stage"].notna()]
+    assert len(parent) == 1 and parent["status"].iloc[0] == "FINISHED", "one parent run per invocation"
+    assert (runs["tags.mlflow.parentRunId"] == parent["run_id"].iloc[0]).all(), "every job nests under it"
     assert len(runs) == smoke_jobs(tmp_workflow) and set(runs["tags.stage"]) >= {"train_ddpm", "sample", "fidelity", "report"}
+    ddpm = runs[runs["tags.stage"] == "train_ddpm"].iloc[0]  # a run lasts as long as its job, not 0.1 s
+    assert (ddpm["end_time"] - ddpm["start_time"]).total_seconds() >= 0.9 * ddpm["metrics.wall_s"] > 1
+    import mlflow
+
+    job = runs[runs["tags.stage"] == "train_classifier"].iloc[0]
+    inputs = mlflow.get_run(job["run_id"]).inputs.dataset_inputs
+    assert {(i.dataset.name, i.tags[0].value) for i in inputs} == {("discs-train", "training"),
+                                                                   (f"discs-{job['tags.set']}", "synthetic")}
     sample_runs = runs[runs["tags.stage"] == "sample"]
     assert set(sample_runs["tags.guidance"]) == {"none", "classifier", "cfg", "entropy", "margin", "leastconf", "bald",
                                                   "mgdm"}
@@ -51,12 +62,11 @@ def test_snakemake_runs_the_smoke_dag(tmp_workflow, monkeypatch):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def test_dvc_repro_runs_the_smoke_dag(tmp_workflow, monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+def test_dvc_repro_runs_the_smoke_dag(tmp_workflow):
     run(["dvc", "init", "--no-scm", "-q"], tmp_workflow)
     run(["mgdm", "dvc-yaml", "--profile", "smoke"], tmp_workflow)
     run(["dvc", "repro", "-q"], tmp_workflow)
     check_outputs(tmp_workflow)
-    assert len(mlflow_runs(tmp_workflow)) == smoke_jobs(tmp_workflow)
+    assert len(mlflow_runs(tmp_workflow)) == smoke_jobs(tmp_workflow)  # DVC has no hooks: no parent run
     status = run(["dvc", "status"], tmp_workflow)
     assert "up to date" in status.stdout

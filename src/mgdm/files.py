@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,6 +42,18 @@ def atomic_path(path: str | Path):
             os.unlink(tmp)
 
 
+def check_writable(paths) -> None:
+    """Refuse, before any work, outputs whose folder cannot be made or written (read-only mount, a file
+    where a folder should be, no permission): one line naming the folder."""
+    for folder in dict.fromkeys(Path(p).parent for p in paths):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as err:
+            raise FileError(f"{folder}: results folder not writable ({err.strerror or err})") from None
+
+
 def write_json(path: str | Path, obj) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
@@ -53,6 +66,40 @@ def read_json(path: str | Path) -> dict:
         raise FileNotFoundError(f"{path}: file not found (has its stage run?)") from None
     except json.JSONDecodeError as err:
         raise FileError(f"{path}: not valid JSON ({err})") from None
+
+
+def read_metrics(path: str | Path, *keys: str) -> dict:
+    """Read a stage's metrics JSON, refusing (one line) one that lacks `keys` or the `wall_s` every stage writes."""
+    m = read_json(path)
+    missing = [k for k in ("wall_s", *keys) if not isinstance(m, dict) or k not in m]
+    if missing:
+        raise FileError(f"{path}: keys {missing} missing; not a finished stage's metrics (rerun its stage)")
+    return m
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Return every array of an .npz file; one that is not a readable .npz (or holds pickled objects,
+    which are never unpickled) raises a one-line FileError naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+        # numpy takes a file that is not a zip for a pickle, and refuses it: say what it is not
+        why = str(err).splitlines()[0] if zipfile.is_zipfile(path) else "not a zip archive"
+        raise FileError(f"{path}: not a readable .npz file ({why})") from None
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Return the tensors of a safetensors file; anything else (a pickle, a truncated or empty file) raises
+    a one-line FileError naming it. Nothing is ever unpickled."""
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # safetensors raises its own error types for a bad header or a short file
+        raise FileError(f"{path}: not a readable safetensors checkpoint ({str(err).splitlines()[0]})") from None
 
 
 def write_npz(path: str | Path, **arrays) -> None:
@@ -78,11 +125,9 @@ def load_weights(path: str | Path, model: torch.nn.Module) -> torch.nn.Module:
     """Load a safetensors checkpoint into `model`; anything else (a pickle, a truncated file, another
     architecture's weights) is refused with the file named. Nothing is ever unpickled."""
     try:
-        state = load_file(str(path))
+        state = read_safetensors(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: checkpoint not found (has its training stage run?)") from None
-    except Exception as err:  # safetensors raises its own error types for a bad header or a short file
-        raise FileError(f"{path}: not a readable safetensors checkpoint ({str(err).splitlines()[0]})") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
@@ -106,6 +151,10 @@ def save_training_state(path: str | Path, step: int, modules: dict[str, torch.nn
                 tensors[f"optimizer.{idx}.{k}"] = v.contiguous().cpu()
             else:
                 scalars[f"{idx}.{k}"] = v
+    # the global generators too: dropout masks draw from them, so a resumed run draws the same masks
+    tensors["rng.cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors.update({f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
     path = Path(path)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp))
@@ -127,7 +176,7 @@ def load_training_state(path: str | Path, modules: dict[str, torch.nn.Module],
     if any(info.get(k) != v for k, v in json.loads(json.dumps(meta)).items()):
         print(f"{path}: written under other settings; starting afresh")
         return 0
-    tensors = load_file(str(path))
+    tensors = read_safetensors(path)
     for name, m in modules.items():
         prefix = f"{name}."
         m.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
@@ -140,6 +189,11 @@ def load_training_state(path: str | Path, modules: dict[str, torch.nn.Module],
         idx, key = k.split(".", 1)
         state.setdefault(int(idx), {})[key] = v
     optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+    if "rng.cpu" in tensors:  # absent in states written before it was saved
+        torch.set_rng_state(tensors["rng.cpu"])
+    cuda = [tensors[f"rng.cuda.{i}"] for i in range(sum(k.startswith("rng.cuda.") for k in tensors))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
     return int(info["step"])
 
 

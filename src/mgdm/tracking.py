@@ -1,19 +1,23 @@
-"""MLflow logging of one stage run: params, metrics (with history), artifacts and tags.
+"""MLflow logging: one run per stage job (params, metrics with history, artifacts, tags, dataset inputs),
+nested under one parent run per pipeline invocation.
 
 Stages run in parallel processes against one sqlite file, so logging is serialised with a file
-lock and done in one go at the end of the stage.
+lock and done in one go at the end of the stage, with the stage's real start and end times.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import subprocess
+import time
 from contextlib import nullcontext
 from pathlib import Path
 
 from filelock import FileLock
 
 DEFAULT_URI = "sqlite:///results/mlflow.db"
+PARENT_ENV = "MGDM_MLFLOW_PARENT_RUN"  # the run id of the pipeline invocation (set by the Snakefile's onstart)
 
 
 def git_commit() -> str:
@@ -35,36 +39,92 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def log_stage(uri: str, experiment: str, run_name: str, tags: dict, params: dict, metrics: dict,
-              history: dict | None = None, artifacts: list[str | Path] = ()) -> str:
-    """Log one finished stage as an MLflow run; return its run id."""
+def _experiment_id(client, experiment: str, local_db: Path | None) -> str:
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        return found.experiment_id
+    # a local database keeps its artifacts beside it, not in ./mlruns of wherever the job ran
+    where = (local_db.parent / "mlartifacts").resolve().as_uri() if local_db else None
+    return client.create_experiment(experiment, artifact_location=where)
+
+
+def _store(uri: str):
+    """(client, lock) for a tracking URI; a local sqlite file is created if absent and locked while written."""
     import mlflow
-    from mlflow.entities import Metric
 
     local_db = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
     if local_db:
         local_db.parent.mkdir(parents=True, exist_ok=True)
+    return mlflow.MlflowClient(uri), (FileLock(f"{local_db}.lock") if local_db else nullcontext()), local_db
+
+
+def start_pipeline(uri: str, experiment: str, run_name: str, tags: dict) -> str:
+    """Open the parent run of one pipeline invocation; stage runs started with PARENT_ENV set nest under it."""
+    client, lock, local_db = _store(uri)
+    with lock:
+        run = client.create_run(_experiment_id(client, experiment, local_db), run_name=run_name, tags=tags)
+    os.environ[PARENT_ENV] = run.info.run_id  # inherited by every job Snakemake starts
+    return run.info.run_id
+
+
+def end_pipeline(uri: str, status: str = "FINISHED") -> None:
+    run_id = os.environ.get(PARENT_ENV)
+    if run_id:
+        client, lock, _ = _store(uri)
+        with lock:
+            client.set_terminated(run_id, status)
+
+
+def dataset_input(path: str | Path, name: str, context: str):
+    """An MLflow dataset input for a processed dataset's training split or a synthetic set (digest of its arrays)."""
+    import warnings
+
+    import mlflow.data
+    from mlflow.entities import DatasetInput, InputTag
+
+    from mgdm.files import read_npz
+
+    arrays = read_npz(path)
+    images, labels = (arrays["train_images"], arrays["train_labels"]) if "train_images" in arrays else \
+        (arrays["images"], arrays["labels"])
+    with warnings.catch_warnings():  # a local path matches two equivalent source types; either is right
+        warnings.simplefilter("ignore", UserWarning)
+        ds = mlflow.data.from_numpy(images, targets=labels, source=str(path), name=name)
+    return DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
+
+
+def log_stage(uri: str, experiment: str, run_name: str, tags: dict, params: dict, metrics: dict,
+              history: dict | None = None, artifacts: list[str | Path] = (), start: float | None = None,
+              end: float | None = None, inputs: list = ()) -> str:
+    """Log one finished stage as an MLflow run with its real start and end (seconds since the epoch), nested
+    under the pipeline's parent run when there is one in the same experiment; return its run id."""
+    from mlflow.entities import Metric, Param
+
     numeric = {k: float(v) for k, v in _flat(metrics).items()
                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
     other = {k: str(v)[:500] for k, v in _flat(metrics).items() if k not in numeric}
-    with FileLock(f"{local_db}.lock") if local_db else nullcontext():
-        mlflow.set_tracking_uri(uri)
-        if mlflow.get_experiment_by_name(experiment) is None:
-            # a local database keeps its artifacts beside it, not in ./mlruns of wherever the job ran
-            where = (local_db.parent / "mlartifacts").resolve().as_uri() if local_db else None
-            mlflow.create_experiment(experiment, artifact_location=where)
-        mlflow.set_experiment(experiment)
-        with mlflow.start_run(run_name=run_name, tags=tags) as run:
-            client = mlflow.MlflowClient()
-            flat_params = {k: str(v)[:6000] for k, v in {**_flat(params), **other}.items()}
-            mlflow.log_params(flat_params)
-            mlflow.log_metrics(numeric)
-            if history:
-                series = [Metric(name, float(v), 0, int(step)) for name, points in history.items()
-                          for step, v in points if math.isfinite(v)]
-                for i in range(0, len(series), 1000):
-                    client.log_batch(run.info.run_id, metrics=series[i:i + 1000])
-            for a in artifacts:
-                if Path(a).exists():
-                    mlflow.log_artifact(str(a))
-            return run.info.run_id
+    end = end or time.time()
+    client, lock, local_db = _store(uri)
+    with lock:
+        experiment_id = _experiment_id(client, experiment, local_db)
+        tags = dict(tags)
+        parent = os.environ.get(PARENT_ENV)
+        if parent and client.get_run(parent).info.experiment_id == experiment_id:
+            tags["mlflow.parentRunId"] = parent
+        run = client.create_run(experiment_id, start_time=int(1000 * (start or end)), tags=tags, run_name=run_name)
+        run_id = run.info.run_id
+        flat_params = [Param(k, str(v)[:6000]) for k, v in {**_flat(params), **other}.items()]
+        series = [Metric(k, v, int(1000 * end), 0) for k, v in numeric.items()]
+        series += [Metric(name, float(v), int(1000 * end), int(step)) for name, points in (history or {}).items()
+                   for step, v in points if math.isfinite(v)]
+        for i in range(0, len(flat_params), 100):
+            client.log_batch(run_id, params=flat_params[i:i + 100])
+        for i in range(0, len(series), 1000):
+            client.log_batch(run_id, metrics=series[i:i + 1000])
+        if inputs:
+            client.log_inputs(run_id, datasets=list(inputs))
+        for a in artifacts:
+            if Path(a).exists():
+                client.log_artifact(run_id, str(a))
+        client.set_terminated(run_id, "FINISHED", end_time=int(1000 * end))
+        return run_id

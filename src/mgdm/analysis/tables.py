@@ -14,7 +14,7 @@ import seaborn as sns  # noqa: E402
 
 from mgdm.analysis import paired  # noqa: E402
 from mgdm.classifiers.zoo import NETWORKS  # noqa: E402
-from mgdm.files import atomic_path, read_json, save_figure  # noqa: E402
+from mgdm.files import FileError, atomic_path, read_metrics, read_npz, save_figure  # noqa: E402
 
 GRADING = ("acc", "balanced_acc", "macro_f1", "auc", "qwk")
 FLOOR = "real-heldout"
@@ -72,7 +72,7 @@ def downstream_runs(datasets: list[str], networks: list[str], sets: list[str], s
             for s in ["real", *sets]:
                 for seed in seeds:
                     stage, extra = downstream_job(s)
-                    m = read_json(metrics(stage, dataset=d, network=n, seed=seed, **extra))
+                    m = read_metrics(metrics(stage, dataset=d, network=n, seed=seed, **extra), "acc", "auc")
                     rows.append({"dataset": d, "network": n, "adaptation": NETWORKS[n].adaptation(image_sizes[d]),
                                  "train set": s, "seed": seed, **{k: m.get(k) for k in GRADING},
                                  "wall_s": m.get("wall_s")})
@@ -91,26 +91,26 @@ def run(profile: str, datasets: list[str], sets: list[str], networks: list[str],
     fid, dist, guidance, runtime = [], [], [], []
     for d in datasets:
         for i, s in enumerate(sets):
-            f = read_json(metrics("fidelity", dataset=d, set=s))
+            f = read_metrics(metrics("fidelity", dataset=d, set=s), "n_fake")
             fid.append({"dataset": d, "set": s, "n": f.get("n_fake"),
                         **{k: v for k, v in f.items() if k.split("_")[0] in ("domain", "inception")}})
             if i == len(sets) - 1:  # every set has the same class plan and n, so they share one floor
                 fid.append({"dataset": d, "set": FLOOR, "n": f.get("n_fake"), **floor_row(f)})
             runtime.append({"stage": "fidelity", "job": f"{d}/{s}", "wall_s": f.get("wall_s")})
             runtime.append({"stage": "sample", "job": f"{d}/{s}",
-                            "wall_s": read_json(metrics("sample", dataset=d, set=s)).get("wall_s")})
-        analysis = read_json(metrics("analyze", dataset=d))
+                            "wall_s": read_metrics(metrics("sample", dataset=d, set=s)).get("wall_s")})
+        analysis = read_metrics(metrics("analyze", dataset=d), "sets")
         for s in [*sets, FLOOR, "real-train", "real-test"]:  # the analysis JSON has its keys sorted
             row = analysis["sets"].get(s)
             if row is None:
                 continue
             dist.append({"dataset": d, "set": s, **{k: v for k, v in row.items()
                                                     if not k.endswith(("_values", "_std")) or k == "channel_std"}})
-        g = read_json(metrics("train_guidance_net", dataset=d))
+        g = read_metrics(metrics("train_guidance_net", dataset=d))
         guidance.append({"dataset": d, **{k.replace("val_acc_t", "t = "): v for k, v in g.items()
                                           if k.startswith("val_acc_t")}})
         for stage in ("preprocess", "train_ddpm", "train_guidance_net", "train_reference_net", "analyze"):
-            runtime.append({"stage": stage, "job": d, "wall_s": read_json(metrics(stage, dataset=d)).get("wall_s")})
+            runtime.append({"stage": stage, "job": d, "wall_s": read_metrics(metrics(stage, dataset=d))["wall_s"]})
 
     tables_dir = Path(tables_dir)
     image_tables(profile, fid, dist, guidance, tables_dir)
@@ -125,21 +125,26 @@ def run(profile: str, datasets: list[str], sets: list[str], networks: list[str],
     preds: dict[str, dict] = {d: {} for d in datasets}
     for r in runs.to_dict("records"):
         stage, extra = downstream_job(r["train set"])
-        with np.load(predictions(stage, dataset=r["dataset"], network=r["network"], seed=r["seed"], **extra)) as f:
-            preds[r["dataset"]][(r["network"], r["train set"], r["seed"])] = (f["probs"].argmax(1), f["labels"])
+        path = predictions(stage, dataset=r["dataset"], network=r["network"], seed=r["seed"], **extra)
+        f = read_npz(path)
+        if not {"probs", "labels"} <= set(f):
+            raise FileError(f"{path}: not a test-prediction file (expected 'probs' and 'labels')")
+        preds[r["dataset"]][(r["network"], r["train set"], r["seed"])] = (f["probs"].argmax(1), f["labels"])
     caption = (f"Downstream grading on the real test split (profile `{profile}`; networks trained on real + each "
                f"synthetic set, epoch selected on real validation AUC; mean ± std over seeds {seeds}).")
     write_table(downstream_table(runs), tables_dir / "downstream", caption)
     graded = [c for c in GRADING if c in runs and runs[c].notna().any()]
     write_table(paired.format_table(paired.comparisons_table(runs, sets, graded, preds)), tables_dir / "paired",
-                f"Paired changes in each grading metric (points; profile `{profile}`): each training set against "
+                f"Paired changes in each grading metric (points; profile `{profile}`, networks {networks}, seeds "
+                f"{seeds}): each training set against "
                 "real-only and against classifier guidance, one pair per (network, seed) (same initialisation, "
                 "real-data order and test split). Mean, percentile-bootstrap 95% CI, Wilcoxon signed-rank and "
                 "paired-t p, Cohen's d_z; with a single pair only McNemar's exact test on the test predictions, "
                 "which ignores training noise.")
     claims = paired.claims_table(runs, sets, mgdm_measure, "acc", preds)
     write_table(paired.format_table(claims), tables_dir / "claims",
-                f"The paper's claims tested on downstream accuracy (points; profile `{profile}`). Verdict: supported "
+                f"The paper's claims tested on downstream accuracy (points; profile `{profile}`, networks {networks}, "
+                f"seeds {seeds}). Verdict: supported "
                 f"or contradicted when the 95% CI excludes 0 and Wilcoxon p < {paired.ALPHA}; otherwise undecided "
                 f"at this power (under {paired.MIN_PAIRS} pairs a Wilcoxon test cannot reach p < {paired.ALPHA}).")
     g = sns.catplot(runs, x="train set", y="acc", hue="network", col="dataset", kind="bar", errorbar="sd",

@@ -80,11 +80,11 @@ def create_network(name: str, num_classes: int, in_chans: int, image_size: int,
         net.conv1 = nn.Conv2d(in_chans, net.conv1.out_channels, 3, 1, 1, bias=False)
         net.maxpool = nn.Identity()
     if weights:
-        from safetensors.torch import load_file
+        from mgdm.files import read_safetensors
 
         # Tensors whose shape differs (the head, an adapted stem) keep their fresh initialisation.
         own = net.state_dict()
-        state = {k: v for k, v in load_file(weights).items() if k in own and own[k].shape == v.shape}
+        state = {k: v for k, v in read_safetensors(weights).items() if k in own and own[k].shape == v.shape}
         skipped = sorted(set(own) - set(state))
         if skipped:
             print(f"{weights}: {len(state)} tensors loaded; kept fresh: {', '.join(skipped[:6])}"

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mgdm.files import FileError, write_npz
+from mgdm.files import FileError, read_npz, write_npz
 
 SPLITS = ("train", "val", "test")
 
@@ -73,15 +73,17 @@ class Dataset:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         try:
-            with np.load(self.path) as f:
-                self.arrays = {k: f[k] for k in f.files}
+            self.arrays = read_npz(self.path)
         except FileNotFoundError:
             raise DataError(f"{path}: processed dataset not found (run the preprocess stage)") from None
-        self.num_classes = int(self.arrays["num_classes"])
-        self.ordinal = bool(self.arrays["ordinal"])
-        self.name = str(self.arrays["name"])
-        self.channels = self.arrays["train_images"].shape[-1]
-        self.image_size = self.arrays["train_images"].shape[1]
+        try:
+            self.num_classes = int(self.arrays["num_classes"])
+            self.ordinal = bool(self.arrays["ordinal"])
+            self.name = str(self.arrays["name"])
+            self.channels = self.arrays["train_images"].shape[-1]
+            self.image_size = self.arrays["train_images"].shape[1]
+        except KeyError as err:
+            raise DataError(f"{path}: key {err} missing; not a processed dataset (rerun preprocess)") from None
 
     def numpy(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         return self.arrays[f"{split}_images"], self.arrays[f"{split}_labels"]

@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 
 from mgdm.data.splits import DataError, Dataset
+from mgdm.files import read_npz
 
 
 def load_synthetic(path: str | Path, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Return (uint8 NHWC images, labels) of a synthetic set, checked against the real dataset."""
     try:
-        with np.load(path) as f:
-            images, labels = f["images"], f["labels"]
+        arrays = read_npz(path)
+        images, labels = arrays["images"], arrays["labels"]
     except FileNotFoundError:
         raise DataError(f"{path}: synthetic set not found (run the sample stage)") from None
     except KeyError as err:
