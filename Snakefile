@@ -14,6 +14,9 @@ from mgdm.tracking import DEFAULT_URI, end_pipeline, git_commit, start_pipeline
 configfile: "params.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 validate(config, "workflow/schemas/params.schema.json")  # the file's shape; resolve() checks each profile
 
 PLAN = Plan(resolve(config, config.get("profile")))

@@ -70,3 +70,12 @@ def test_dvc_repro_runs_the_smoke_dag(tmp_workflow):
     assert len(mlflow_runs(tmp_workflow)) == smoke_jobs(tmp_workflow)  # DVC has no hooks: no parent run
     status = run(["dvc", "status"], tmp_workflow)
     assert "up to date" in status.stdout
+
+
+def test_snakemake_report_shows_the_figures_and_tables_captioned(smoke_dag, tmp_path):
+    workdir = smoke_dag[0]
+    run(["snakemake", "--config", "profile=smoke", "--report", str(tmp_path / "report.html")], workdir)
+    html = (tmp_path / "report.html").read_text()
+    for name in ("discs_samples.png", "entropy-s2.png", "claims.md", "paired.md", "downstream.png"):
+        assert name in html, f"{name} is not in the report"
+    assert "real-vs-real floor" in html and "Synthetic sets" in html, "captions and categories"

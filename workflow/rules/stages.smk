@@ -5,6 +5,17 @@
 from mgdm.pipeline import STAGES
 
 
+# `snakemake --report report.html`: the figures and tables, captioned (workflow/report/), by category
+REPORT = {"preprocess": "Data", "sample": "Synthetic sets", "analyze": "Distributions", "report": "Tables"}
+
+
+def reported(stage, path):
+    if stage in REPORT and path.endswith((".png", ".md")):
+        caption = "tables" if path.endswith(".md") else stage
+        return report(path, caption=f"../report/{caption}.rst", category=REPORT[stage])
+    return path
+
+
 def job_tag(stage):
     return "_".join(f"{{{w}}}" for w in STAGES[stage].matrix) or "all"
 
@@ -17,7 +28,7 @@ for stage in STAGES:
         input:
             PLAN.deps(stage) + PLAN.code(stage),
         output:
-            PLAN.outputs(stage),
+            [reported(stage, p) for p in PLAN.outputs(stage)],
         params:
             settings=lambda wildcards, stage=stage: PLAN.settings(stage, **wildcards),
             # a default argument binds this loop's stage (the shell line is evaluated when the job runs)
