@@ -231,7 +231,7 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
         if DATA in (*STAGES[stage].deps, *STAGES[stage].outs):
             inputs.append(dataset_input(plan.paths("preprocess", dataset=a.dataset)["dataset.npz"],
                                         f"{a.dataset}-train", "training"))
-        if SAMPLES in STAGES[stage].deps:
+        if SAMPLES in STAGES[stage].deps and "set" in wildcards:  # one set (analyze gathers them all)
             inputs.append(dataset_input(plan.paths("sample", dataset=a.dataset, set=a.set)[f"{a.set}.npz"],
                                         f"{a.dataset}-{a.set}", "synthetic"))
         log_stage(uri, f"mgdm-{plan.profile}", name, tags, params, summary, result.get("history"),
