@@ -2,8 +2,9 @@
 
 The inputs come from the stage table (each stage's deps, one job per stage), taken from a finished
 smoke DAG and broken one at a time, two ways: unreadable (a JSON that does not parse, an .npz that is
-not a zip, a safetensors checkpoint cut short) and foreign (well-formed files holding something else). The bad data files themselves (MedMNIST keys, md5, labels, image
-folders) and foreign or pickled checkpoints are tested in test_data.py.
+not a zip, a safetensors checkpoint cut short) and foreign (well-formed files holding something else).
+The bad data files themselves (MedMNIST keys, md5, labels, image folders) and foreign or pickled
+checkpoints are tested in test_data.py.
 """
 
 import shutil

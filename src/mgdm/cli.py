@@ -137,8 +137,8 @@ def stage_report(config, plan, a):
     if not set(seeds) <= set(p.downstream.seeds):
         raise ConfigError(f"{a.params} (profile {p.name!r}): --seeds {seeds} not among downstream.seeds "
                           f"{p.downstream.seeds}")
-    result = run(p.name, list(p.datasets), plan.values["set"], list(p.downstream.networks), seeds, sizes, plan.metrics_path, Path(out["downstream.md"]).parent, figures,
-                 predictions, p.sampling.mgdm.measure, a.images_only)
+    result = run(p.name, list(p.datasets), plan.values["set"], list(p.downstream.networks), seeds, sizes,
+                 plan.metrics_path, Path(out["downstream.md"]).parent, figures, predictions, p.sampling.mgdm.measure, a.images_only)
     if a.images_only:
         return result, []
     return result, list(figures.values()) + [v for k, v in out.items() if k.endswith(".md")]
@@ -193,18 +193,13 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
             raise ConfigError(f"{a.params} (profile {plan.profile!r}): {k} {v!r} is not in this profile's "
                               f"{k}s {values[k]}")
     outputs = [p.format(**wildcards) for p in plan.outputs(stage)]
-    try:
-        check_writable(outputs)  # before work starts, not after an hour of training
-    except FileError as err:
-        remove(outputs)
-        print(f"mgdm {stage}: error: {err}", file=sys.stderr)
-        return 2
     if a.threads:
         import torch
 
         torch.set_num_threads(a.threads)
     start = time.time()
     try:
+        check_writable(outputs)  # before work starts, not after an hour of training
         result, artifacts = HANDLERS[stage](config, plan, a)
         summary = {**result.get("metrics", {}), **{k: v for k, v in result.items()
                                                     if k not in ("metrics", "history", "params")}}

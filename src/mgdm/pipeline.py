@@ -188,7 +188,6 @@ class Plan:
                 out[key] = lookup(p, key)
         return json.dumps(out, sort_keys=True)
 
-    @delegated
     def code(self, stage: str) -> list[str]:
         """The source files the stage runs (mgdm.sources): editing one reruns the stage and what follows."""
         return stage_sources().get(stage, [])

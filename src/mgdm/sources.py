@@ -70,7 +70,8 @@ def stage_sources(root: str = str(SOURCE_ROOT)) -> dict[str, list[str]]:
             todo |= {n.id for n in ast.walk(functions[f]) if isinstance(n, ast.Name) and n.id in functions} - used
         modules = set().union(*(imported_modules(base, functions[f]) for f in used))
         files = {module_file(base, m) for m in closure(base, modules)}
-        # a package's __init__ runs on import of any of its modules
-        files |= {p.parent / "__init__.py" for p in files if (p.parent / "__init__.py").is_file()}
+        # every package __init__ above a module runs when the module is imported
+        files |= {d / "__init__.py" for p in files for d in p.parents if d != base and d.is_relative_to(base)
+                  and (d / "__init__.py").is_file()}
         sources[name.removeprefix("stage_")] = sorted(p.as_posix() for p in files)
     return sources

@@ -49,7 +49,8 @@ def _experiment_id(client, experiment: str, local_db: Path | None) -> str:
 
 
 def _store(uri: str):
-    """(client, lock) for a tracking URI; a local sqlite file is created if absent and locked while written."""
+    """(client, lock, local sqlite path or None) for a tracking URI; a local database's folder is created and
+    the file is locked while written."""
     import mlflow
 
     local_db = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None

@@ -8,7 +8,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -75,7 +74,7 @@ def downstream_runs(datasets: list[str], networks: list[str], sets: list[str], s
                     m = read_metrics(metrics(stage, dataset=d, network=n, seed=seed, **extra), "acc", "auc")
                     rows.append({"dataset": d, "network": n, "adaptation": NETWORKS[n].adaptation(image_sizes[d]),
                                  "train set": s, "seed": seed, **{k: m.get(k) for k in GRADING},
-                                 "wall_s": m.get("wall_s")})
+                                 "wall_s": m["wall_s"]})
     return pd.DataFrame(rows)
 
 
@@ -96,9 +95,9 @@ def run(profile: str, datasets: list[str], sets: list[str], networks: list[str],
                         **{k: v for k, v in f.items() if k.split("_")[0] in ("domain", "inception")}})
             if i == len(sets) - 1:  # every set has the same class plan and n, so they share one floor
                 fid.append({"dataset": d, "set": FLOOR, "n": f.get("n_fake"), **floor_row(f)})
-            runtime.append({"stage": "fidelity", "job": f"{d}/{s}", "wall_s": f.get("wall_s")})
+            runtime.append({"stage": "fidelity", "job": f"{d}/{s}", "wall_s": f["wall_s"]})
             runtime.append({"stage": "sample", "job": f"{d}/{s}",
-                            "wall_s": read_metrics(metrics("sample", dataset=d, set=s)).get("wall_s")})
+                            "wall_s": read_metrics(metrics("sample", dataset=d, set=s))["wall_s"]})
         analysis = read_metrics(metrics("analyze", dataset=d), "sets")
         for s in [*sets, FLOOR, "real-train", "real-test"]:  # the analysis JSON has its keys sorted
             row = analysis["sets"].get(s)
