@@ -62,6 +62,13 @@ def test_a_profile_on_another_generator_inherits_its_images_settings():
     assert pilot.generator_config().profile.name == "cpu"
 
 
+def test_a_profile_on_another_generator_may_train_its_networks_on_another_device():
+    raw = copy.deepcopy(RAW)
+    raw["profiles"]["mine"] = {"generator": "cpu", "device": "cuda"}
+    mine = resolve(raw, "mine")
+    assert mine.profile.device == "cuda" and mine.generator_config().profile.device == "cpu"
+
+
 def test_unknown_profile_lists_the_known_ones():
     with pytest.raises(ConfigError, match="unknown profile 'gpu'.*smoke"):
         resolve(RAW, "gpu")

@@ -27,19 +27,9 @@ from mgdm.diffusion.train import diffusion_loss
 from mgdm.diffusion.unet import ddim_schedulers, make_unet, scheduler_config, train_scheduler, unet_config
 from mgdm.guidance.measures import MEASURES
 from mgdm.guidance.noisy_classifier import NoisyClassifier
+from mgdm.machine import cpu_name
 from mgdm.pipeline import Plan
 from mgdm.sampling.ddim import guided_ddim, mgdm_two_stage
-
-
-def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux), for tables that report speed."""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def bf16_supported() -> bool:

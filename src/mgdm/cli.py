@@ -137,7 +137,11 @@ def stage_report(config, plan, a):
     if not set(seeds) <= set(p.downstream.seeds):
         raise ConfigError(f"{a.params} (profile {p.name!r}): --seeds {seeds} not among downstream.seeds "
                           f"{p.downstream.seeds}")
-    result = run(p.name, list(p.datasets), plan.values["set"], list(p.downstream.networks), seeds, sizes,
+    networks = a.networks or list(p.downstream.networks)
+    if not set(networks) <= set(p.downstream.networks):
+        raise ConfigError(f"{a.params} (profile {p.name!r}): --networks {networks} not among downstream.networks "
+                          f"{p.downstream.networks}")
+    result = run(p.name, list(p.datasets), plan.values["set"], networks, seeds, sizes,
                  plan.metrics_path, Path(out["downstream.md"]).parent, figures, predictions, p.sampling.mgdm.measure, a.images_only)
     if a.images_only:
         return result, []
@@ -183,6 +187,7 @@ def remove(outputs: list[str]) -> None:
 
 def run_stage(stage: str, a: argparse.Namespace) -> int:
     from mgdm.files import FileError, check_writable, write_json
+    from mgdm.machine import device_name
 
     config = load(a.params, a.profile)
     plan = Plan(config, a.params)
@@ -204,6 +209,7 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
         summary = {**result.get("metrics", {}), **{k: v for k, v in result.items()
                                                     if k not in ("metrics", "history", "params")}}
         summary["wall_s"] = time.time() - start
+        summary["machine"] = device_name(config.profile.device)  # what wall_s was measured on
         metrics_path = plan.metrics_path(stage, **wildcards)
         write_json(metrics_path, summary)
     except BaseException as err:
@@ -338,7 +344,7 @@ def survey_zoo(a) -> int:
 
     from mgdm import zoo_survey
     from mgdm.analysis.tables import write_table
-    from mgdm.benchmark import cpu_name
+    from mgdm.machine import cpu_name
 
     config, plan, name = _tool(a)
     p = config.profile
@@ -390,6 +396,14 @@ def power(a) -> int:
     return 0
 
 
+def jobs(a) -> int:
+    from mgdm.jobs import run
+
+    plan = Plan(load(a.params, a.profile), a.params)
+    deadline = None if a.deadline_min is None else 60 * a.deadline_min
+    return 1 if run(plan, a.workers, deadline, a.networks, a.seeds) else 0
+
+
 def show_plan(a) -> int:
     from mgdm.estimate import estimate
 
@@ -415,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--seeds", type=int, nargs="+", default=None, help="report only these of "
                            "downstream.seeds, e.g. the ones finished so far of a long study (default: all); "
                            "the tables name the seeds they cover")
+            p.add_argument("--networks", nargs="+", default=None, help="report only these of "
+                           "downstream.networks, e.g. the ones a GPU lease finished (default: all)")
         p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
         p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
         p.add_argument("--no-mlflow", action="store_true", help="skip MLflow logging")
@@ -458,6 +474,14 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--budget-min", type=float, default=150, help="wall-clock budget of the study, minutes")
     pw.add_argument("--parallel", type=int, default=2, help="downstream jobs side by side (e.g. --cores)")
     pw.set_defaults(func=power)
+    j = sub.add_parser("jobs", help="run a profile's downstream jobs (train-baseline, train-classifier) in worker "
+                       "processes without Snakemake, e.g. many small jobs on one GPU; finished jobs are skipped",
+                       epilog="example: mgdm jobs --profile paper-downstream --workers 8 --deadline-min 7")
+    j.add_argument("--workers", type=int, default=2, help="jobs side by side (each on one torch thread)")
+    j.add_argument("--deadline-min", type=float, default=None, help="start no job after this many minutes")
+    j.add_argument("--networks", nargs="+", default=None, help="only these networks' jobs (default: all)")
+    j.add_argument("--seeds", type=int, nargs="+", default=None, help="only these seeds' jobs (default: all)")
+    j.set_defaults(func=jobs)
     pl = sub.add_parser("plan", help="print the jobs of a profile and their estimated wall clock",
                         epilog="example: mgdm plan --profile pneumonia")
     pl.set_defaults(func=show_plan)

@@ -74,7 +74,7 @@ def downstream_runs(datasets: list[str], networks: list[str], sets: list[str], s
                     m = read_metrics(metrics(stage, dataset=d, network=n, seed=seed, **extra), "acc", "auc")
                     rows.append({"dataset": d, "network": n, "adaptation": NETWORKS[n].adaptation(image_sizes[d]),
                                  "train set": s, "seed": seed, **{k: m.get(k) for k in GRADING},
-                                 "wall_s": m["wall_s"]})
+                                 "wall_s": m["wall_s"], "machine": m.get("machine")})
     return pd.DataFrame(rows)
 
 
@@ -130,7 +130,9 @@ def run(profile: str, datasets: list[str], sets: list[str], networks: list[str],
             raise FileError(f"{path}: not a test-prediction file (expected 'probs' and 'labels')")
         preds[r["dataset"]][(r["network"], r["train set"], r["seed"])] = (f["probs"].argmax(1), f["labels"])
     caption = (f"Downstream grading on the real test split (profile `{profile}`; networks trained on real + each "
-               f"synthetic set, epoch selected on real validation AUC; mean ± std over seeds {seeds}).")
+               f"synthetic set, epoch selected on real validation AUC; mean ± std over seeds {seeds}"
+               + (f"; run on {', '.join(sorted(set(runs['machine'].dropna())))}" if runs["machine"].notna().any() else "")
+               + ").")
     write_table(downstream_table(runs), tables_dir / "downstream", caption)
     graded = [c for c in GRADING if c in runs and runs[c].notna().any()]
     write_table(paired.format_table(paired.comparisons_table(runs, sets, graded, preds)), tables_dir / "paired",

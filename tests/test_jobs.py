@@ -1,0 +1,47 @@
+"""`mgdm jobs`: a profile's downstream jobs without Snakemake (e.g. on a lent GPU), with Snakemake's results."""
+
+import json
+from pathlib import Path
+
+from conftest import finished_copy, run
+
+from mgdm.config import load
+from mgdm.jobs import downstream_jobs
+from mgdm.pipeline import Plan
+
+ROOT = Path(__file__).resolve().parents[1]
+JOB = "results/smoke/discs/downstream/resnet18/{}/seed0.json"
+
+
+def test_jobs_go_seed_by_seed_so_that_whole_pairs_finish_first():
+    jobs = downstream_jobs(Plan(load(ROOT / "params.yaml", "paper-downstream")))
+    assert len(jobs) == 3 * 10 * (1 + 5)  # seeds x networks x (real + sets)
+    seeds = [int(argv[argv.index("--seed") + 1]) for _, argv, _ in jobs]
+    assert seeds == sorted(seeds)
+    assert [stage for stage, _, _ in jobs[:6]] == ["train_baseline"] + ["train_classifier"] * 5
+    assert jobs[0][2] == "results/paper-downstream/retinamnist/downstream/resnet18/real/seed0.json"
+
+
+def test_jobs_redo_only_the_missing_jobs_with_the_result_snakemake_got(smoke_dag, tmp_path):
+    workdir = finished_copy(smoke_dag, tmp_path / "w")
+    missing = [workdir / JOB.format(s) for s in ("real", "entropy-s2")]
+    before = [json.loads(m.read_text()) for m in missing]
+    for m in missing:
+        m.unlink()
+    res = run(["mgdm", "jobs", "--profile", "smoke", "--deadline-min", "0"], workdir)
+    assert "2 jobs to run" in res.stdout and "0 done, 0 failed, 2 not started" in res.stdout
+    assert not any(m.exists() for m in missing)
+    res = run(["mgdm", "jobs", "--profile", "smoke", "--workers", "2"], workdir)
+    assert "2 jobs to run" in res.stdout and "2 done, 0 failed, 0 not started" in res.stdout
+    for m, old in zip(missing, before):
+        new = json.loads(m.read_text())
+        assert {k: new[k] for k in ("acc", "auc", "best_epoch")} == {k: old[k] for k in ("acc", "auc", "best_epoch")}
+        assert new["machine"] == old["machine"]
+
+
+def test_report_of_some_networks_names_them_and_refuses_unknown_ones(smoke_dag, tmp_path):
+    workdir = finished_copy(smoke_dag, tmp_path / "w")
+    res = run(["mgdm", "report", "--profile", "smoke", "--networks", "vgg16_bn", "--no-mlflow"], workdir, check=False)
+    assert res.returncode == 2 and "--networks ['vgg16_bn'] not among downstream.networks" in res.stderr
+    run(["mgdm", "report", "--profile", "smoke", "--networks", "resnet18", "--no-mlflow"], workdir)
+    assert "networks ['resnet18']" in (workdir / "results/smoke/tables/paired.md").read_text()
