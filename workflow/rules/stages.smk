@@ -39,6 +39,9 @@ for stage in STAGES:
             f"{PLAN.owner(stage).root}/benchmarks/{stage}/{job_tag(stage)}.tsv"
         threads: STAGES[stage].threads
         priority: STAGES[stage].priority
+        resources:
+            # the same order for SLURM's queue: a lower nice value starts sooner (the DDPM first)
+            slurm_extra=f"--nice={100 - 10 * STAGES[stage].priority}",
         conda:
             "../../environment.yml"
         shell:
