@@ -70,6 +70,9 @@ def test_dvc_repro_runs_the_smoke_dag(tmp_workflow):
     assert len(mlflow_runs(tmp_workflow)) == smoke_jobs(tmp_workflow)  # DVC has no hooks: no parent run
     status = run(["dvc", "status"], tmp_workflow)
     assert "up to date" in status.stdout
+    plots = run(["dvc", "plots", "show", "--json"], tmp_workflow).stdout
+    for name in ("discs_samples.png", "entropy-s2.png", "downstream.png", "preview.png"):
+        assert name in plots, f"{name} is not among dvc's plots"
 
 
 def test_snakemake_report_shows_the_figures_and_tables_captioned(smoke_dag, tmp_path):

@@ -223,7 +223,10 @@ class Plan:
             if s.metrics:
                 body["metrics"] = [{sub(m): {"cache": False}} for m in owner.expand(s.metrics, s.matrix)]
             stages[name] = entry
-        return {"stages": stages}
+        # every figure, for `dvc plots show` and `dvc plots diff <rev>` (images side by side per revision)
+        plots = [p for name, s in STAGES.items() for o in s.outs if o.endswith(".png")
+                 for p in self.owner(name).expand(o)]
+        return {"stages": stages, "plots": plots}
 
     def _param_keys(self, s: Stage) -> list[str]:
         """The params.yaml keys behind a stage's settings that exist in the file (DVC wants real keys)."""
