@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mgdm.analysis.paired import (MIN_PAIRS, bootstrap_ci, claims_table, comparison, mcnemar_p, pairs,
-                                  paired_summary)
+from mgdm.analysis.paired import (MIN_PAIRS, bootstrap_ci, claims_table, comparison, format_table, mcnemar_p,
+                                  pairs, paired_summary)
 
 
 def test_six_positive_pairs_are_the_fewest_that_support_a_claim():
@@ -105,3 +105,8 @@ def test_power_table_designs_from_the_pilot_sd_and_cost():
     two = table.set_index("compared sets").loc[2]
     assert two["pairs needed"] == need and two["minutes needed"] == pytest.approx(need * 3 * 120 / 60 / 2)
     assert two["pairs in 60 min"] == 20  # 60 min / (3 runs x 2 min / 2 parallel)
+
+
+def test_a_profile_without_the_compared_sets_has_an_empty_claims_table():
+    table = claims_table(runs_frame(0.02), ["none"], "entropy")  # nothing to compare: no uncertainty set
+    assert table.empty and format_table(table).empty

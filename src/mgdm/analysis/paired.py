@@ -162,6 +162,8 @@ def claims_table(runs: pd.DataFrame, sets: list[str], mgdm_measure: str, metric:
 
 def format_table(df: pd.DataFrame) -> pd.DataFrame:
     """Mean and CI as one column ('+1.2 [-0.4, +2.8]'), p values to 3 decimals: the report's form."""
+    if df.empty:  # e.g. claims of a profile without the sets they compare
+        return df
     out = df.drop(columns=["ci_low", "ci_high"]).copy()
     out.insert(out.columns.get_loc("mean") + 1, "95% CI",
                [f"[{lo:+.2f}, {hi:+.2f}]" if not math.isnan(lo) else "--" for lo, hi in zip(df.ci_low, df.ci_high)])
