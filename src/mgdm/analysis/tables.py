@@ -131,7 +131,8 @@ def run(profile: str, datasets: list[str], sets: list[str], networks: list[str],
         preds[r["dataset"]][(r["network"], r["train set"], r["seed"])] = (f["probs"].argmax(1), f["labels"])
     caption = (f"Downstream grading on the real test split (profile `{profile}`; networks trained on real + each "
                f"synthetic set, epoch selected on real validation AUC; mean ± std over seeds {seeds}"
-               + (f"; run on {', '.join(sorted(set(runs['machine'].dropna())))}" if runs["machine"].notna().any() else "")
+               + (f"; run on {', '.join(sorted(set(runs['machine'].dropna())))}"
+                  if runs["machine"].notna().any() else "")
                + ").")
     write_table(downstream_table(runs), tables_dir / "downstream", caption)
     graded = [c for c in GRADING if c in runs and runs[c].notna().any()]
