@@ -1,6 +1,7 @@
 """MLflow as users browse it: `mlflow ui` serving the smoke run's store, opened in headless Chromium."""
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -17,8 +18,24 @@ from conftest import ROOT
 from mgdm.config import load
 from mgdm.pipeline import Plan
 
-CHROMIUM = next((shutil.which(c) for c in ("chromium", "chromium-browser", "google-chrome") if shutil.which(c)), None)
 SCREENSHOTS = ROOT / "results/mlflow-ui"
+
+
+def find_chromium() -> str | None:
+    """Headless Chromium: found, or installed from Debian's package where this runs as root with apt."""
+    names = ("chromium", "chromium-browser", "google-chrome")
+    if not any(shutil.which(c) for c in names) and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, timeout=900,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return next((shutil.which(c) for c in names if shutil.which(c)), None)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    path = find_chromium()
+    if path is None:
+        pytest.skip("no headless Chromium, and no root and apt-get to install Debian's `chromium`")
+    return path
 
 
 def free_port() -> int:
@@ -49,9 +66,9 @@ def ui(smoke_dag):
         server.wait(30)
 
 
-def page_text(url: str, screenshot: Path | None = None) -> str:
+def page_text(chromium: str, url: str, screenshot: Path | None = None) -> str:
     """The page's text after its scripts ran (headless Chromium, 30 s of virtual time)."""
-    flags = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+    flags = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
              "--virtual-time-budget=30000", "--window-size=3840,1600"]  # wide: the tables render only visible columns
     if screenshot:
         screenshot.parent.mkdir(parents=True, exist_ok=True)
@@ -60,8 +77,7 @@ def page_text(url: str, screenshot: Path | None = None) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium (Debian package `chromium`)")
-def test_the_runs_table_counts_every_job_and_the_compare_view_shows_each_sets_metrics(ui):
+def test_the_runs_table_counts_every_job_and_the_compare_view_shows_each_sets_metrics(chromium, ui):
     from mlflow import MlflowClient
 
     url, store = ui
@@ -71,12 +87,13 @@ def test_the_runs_table_counts_every_job_and_the_compare_view_shows_each_sets_me
     jobs = client.search_runs([experiment], "tags.stage != ''")
     # MLflow 3 opens an experiment on an overview: the runs table has its own route. The jobs' runs
     # nest under the invocation's parent run (collapsed until clicked): the table counts them all
-    text = page_text(f"{url}/#/experiments/{experiment}/runs", SCREENSHOTS / "runs.png")
+    text = page_text(chromium, f"{url}/#/experiments/{experiment}/runs", SCREENSHOTS / "runs.png")
     assert "snakemake smoke" in text and f"{len(jobs) + 1} matching runs" in text
     runs = client.search_runs([experiment], "tags.stage = 'fidelity'")
     assert sorted(r.data.tags["set"] for r in runs) == sorted(sets)
     ids = urllib.parse.quote(json.dumps([r.info.run_id for r in runs]))
-    text = page_text(f"{url}/#/compare-runs?runs={ids}&experiments=" + urllib.parse.quote(json.dumps([experiment])),
+    experiments = urllib.parse.quote(json.dumps([experiment]))
+    text = page_text(chromium, f"{url}/#/compare-runs?runs={ids}&experiments={experiments}",
                      SCREENSHOTS / "compare-fidelity.png")
     assert "domain_fid" in text and "floor_domain_fid" in text
     for r in runs:
