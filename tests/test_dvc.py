@@ -42,7 +42,7 @@ def test_a_fresh_clone_finds_the_committed_tables_current_with_the_code_and_para
     absent = {"deleted", "not in cache"}  # DVC's words for a file the clone lacks
     assert found and set(found.values()) <= absent, {k: v for k, v in found.items() if v not in absent}
     tables = yaml.safe_load((clone / "dvc.lock").read_text())["stages"]["report"]["outs"]
-    assert all(not (o["path"] in found) for o in tables) and len(tables) > 10
+    assert all(o["path"] not in found for o in tables) and len(tables) > 10
     (clone / "src/mgdm/sampling/ddim.py").write_text((clone / "src/mgdm/sampling/ddim.py").read_text() + "# edit\n")
     assert changes(dvc_status(clone)).get("src/mgdm/sampling/ddim.py") == "modified"
 

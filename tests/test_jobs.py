@@ -1,22 +1,20 @@
 """`mgdm jobs`: a profile's downstream jobs without Snakemake (e.g. on a lent GPU), with Snakemake's results."""
 
 import json
-from pathlib import Path
 
-from conftest import finished_copy, run
+from conftest import ROOT, finished_copy, run
 
 from mgdm.config import load
 from mgdm.jobs import downstream_jobs
 from mgdm.pipeline import Plan
 
-ROOT = Path(__file__).resolve().parents[1]
 JOB = "results/smoke/discs/downstream/resnet18/{}/seed0.json"
 
 
 def test_jobs_go_seed_by_seed_so_that_whole_pairs_finish_first():
     jobs = downstream_jobs(Plan(load(ROOT / "params.yaml", "paper-downstream")))
     assert len(jobs) == 3 * 10 * (1 + 5)  # seeds x networks x (real + sets)
-    seeds = [int(argv[argv.index("--seed") + 1]) for _, argv, _ in jobs]
+    seeds = [int(w["seed"]) for _, w, _ in jobs]
     assert seeds == sorted(seeds)
     assert [stage for stage, _, _ in jobs[:6]] == ["train_baseline"] + ["train_classifier"] * 5
     assert jobs[0][2] == "results/paper-downstream/retinamnist/downstream/resnet18/real/seed0.json"

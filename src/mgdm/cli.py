@@ -133,16 +133,17 @@ def stage_report(config, plan, a):
     def predictions(stage, **w):
         return plan.paths(stage, **w)[f"seed{w['seed']}_test.npz"]
 
-    seeds = a.seeds or list(p.downstream.seeds)
-    if not set(seeds) <= set(p.downstream.seeds):
-        raise ConfigError(f"{a.params} (profile {p.name!r}): --seeds {seeds} not among downstream.seeds "
-                          f"{p.downstream.seeds}")
-    networks = a.networks or list(p.downstream.networks)
-    if not set(networks) <= set(p.downstream.networks):
-        raise ConfigError(f"{a.params} (profile {p.name!r}): --networks {networks} not among downstream.networks "
-                          f"{p.downstream.networks}")
-    result = run(p.name, list(p.datasets), plan.values["set"], networks, seeds, sizes,
-                 plan.metrics_path, Path(out["downstream.md"]).parent, figures, predictions, p.sampling.mgdm.measure, a.images_only)
+    def chosen(option):  # --seeds / --networks: a part of downstream.<option> (default: all of it)
+        allowed = list(getattr(p.downstream, option))
+        picked = getattr(a, option) or allowed
+        if not set(picked) <= set(allowed):
+            raise ConfigError(f"{a.params} (profile {p.name!r}): --{option} {picked} not among "
+                              f"downstream.{option} {allowed}")
+        return picked
+
+    result = run(p.name, list(p.datasets), plan.values["set"], chosen("networks"), chosen("seeds"), sizes,
+                 plan.metrics_path, Path(out["downstream.md"]).parent, figures, predictions, p.sampling.mgdm.measure,
+                 a.images_only)
     if a.images_only:
         return result, []
     return result, list(figures.values()) + [v for k, v in out.items() if k.endswith(".md")]

@@ -239,8 +239,8 @@ class GeneratorSweepConfig(Strict):
 
 
 # The sections that make the synthetic images; a profile with `generator: P` takes them from profile P.
-# what a profile with a `generator` takes from it; `device` is not among them: a study may train its
-# downstream networks on a GPU from images made on a CPU (each run's JSON names its machine)
+# `device` is not among them: a study may train its downstream networks on a GPU from images made on a
+# CPU (each run's JSON names its machine).
 GENERATOR_SECTIONS = ("datasets", "ddpm", "guidance_net", "reference_net", "sampling", "fidelity", "analysis")
 
 

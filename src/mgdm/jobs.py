@@ -10,6 +10,7 @@ pairs; a job whose metrics JSON exists is skipped, so a stopped pool resumes whe
 from __future__ import annotations
 
 import multiprocessing
+import shlex
 import time
 from pathlib import Path
 
@@ -17,8 +18,8 @@ from mgdm.analysis.tables import downstream_job
 from mgdm.pipeline import Plan
 
 
-def downstream_jobs(plan: Plan) -> list[tuple[str, list[str], str]]:
-    """Every (stage, CLI argv, metrics path) of the profile's downstream, seed-major: pairs finish first."""
+def downstream_jobs(plan: Plan) -> list[tuple[str, dict, str]]:
+    """Every (stage, wildcards, metrics path) of the profile's downstream, seed-major: pairs finish first."""
     jobs = []
     for seed in plan.values["seed"]:
         for dataset in plan.values["dataset"]:
@@ -26,9 +27,7 @@ def downstream_jobs(plan: Plan) -> list[tuple[str, list[str], str]]:
                 for s in ["real", *plan.values["set"]]:
                     stage, extra = downstream_job(s)
                     w = {"dataset": dataset, "network": network, "seed": seed, **extra}
-                    argv = [stage.replace("_", "-"), "--params", plan.params_file, "--profile", plan.profile,
-                            *[x for k, v in w.items() for x in (f"--{k}", str(v))]]
-                    jobs.append((stage, argv, plan.metrics_path(stage, **w)))
+                    jobs.append((stage, w, plan.metrics_path(stage, **w)))
     return jobs
 
 
@@ -51,15 +50,16 @@ def run(plan: Plan, workers: int, deadline_s: float | None = None, networks: lis
         seeds: list[int] | None = None) -> int:
     """Run the unfinished downstream jobs (of `networks` and `seeds`, default all) on `workers` processes;
     return how many failed."""
-    todo = [(argv, path) for _, argv, path in downstream_jobs(plan) if not Path(path).exists()
-            and (not networks or argv[argv.index("--network") + 1] in networks)
-            and (not seeds or int(argv[argv.index("--seed") + 1]) in seeds)]
+    # the stage's own command line, as Snakemake runs it, less the leading `mgdm`
+    todo = [shlex.split(plan.command(stage).format(**w))[1:] for stage, w, path in downstream_jobs(plan)
+            if not Path(path).exists() and (not networks or w["network"] in networks)
+            and (not seeds or int(w["seed"]) in seeds)]
     deadline = time.time() + (deadline_s if deadline_s is not None else float("inf"))
     print(f"mgdm jobs: {len(todo)} jobs to run on {workers} workers", flush=True)
     failed = skipped = 0
     ctx = multiprocessing.get_context("spawn")  # no CUDA state forked into the workers
     with ctx.Pool(workers) as pool:
-        for i, (argv, rc, seconds) in enumerate(pool.imap_unordered(_work, [(a, deadline) for a, _ in todo]), 1):
+        for i, (argv, rc, seconds) in enumerate(pool.imap_unordered(_work, [(a, deadline) for a in todo]), 1):
             if rc is None:
                 skipped += 1
                 continue
