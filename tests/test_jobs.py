@@ -29,7 +29,7 @@ def test_jobs_redo_only_the_missing_jobs_with_the_result_snakemake_got(smoke_dag
     res = run(["mgdm", "jobs", "--profile", "smoke", "--deadline-min", "0"], workdir)
     assert "2 jobs to run" in res.stdout and "0 done, 0 failed, 2 not started" in res.stdout
     assert not any(m.exists() for m in missing)
-    res = run(["mgdm", "jobs", "--profile", "smoke", "--workers", "2"], workdir)
+    res = run(["mgdm", "jobs", "--profile", "smoke", "--workers", "2", "--device", "cpu"], workdir)
     assert "2 jobs to run" in res.stdout and "2 done, 0 failed, 0 not started" in res.stdout
     for m, old in zip(missing, before):
         new = json.loads(m.read_text())
@@ -43,3 +43,9 @@ def test_report_of_some_networks_names_them_and_refuses_unknown_ones(smoke_dag, 
     assert res.returncode == 2 and "--networks ['vgg16_bn'] not among downstream.networks" in res.stderr
     run(["mgdm", "report", "--profile", "smoke", "--networks", "resnet18", "--no-mlflow"], workdir)
     assert "networks ['resnet18']" in (workdir / "results/smoke/tables/paired.md").read_text()
+
+
+def test_jobs_refuse_networks_and_seeds_outside_the_profile():
+    for option, value in (("--networks", "nonet"), ("--seeds", "7")):
+        res = run(["mgdm", "jobs", "--profile", "paper-downstream", option, value], ROOT, check=False)
+        assert res.returncode == 2 and f"{option} [{value if option == '--seeds' else repr(value)}] not among" in res.stderr

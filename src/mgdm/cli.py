@@ -122,6 +122,16 @@ def stage_analyze(config, plan, a):
     return result, list(figures.values())
 
 
+def _chosen(config, a, option: str) -> list:
+    """--seeds / --networks: a part of downstream.<option> (default: all of it); anything else is refused."""
+    allowed = list(getattr(config.profile.downstream, option))
+    picked = getattr(a, option) or allowed
+    if not set(picked) <= set(allowed):
+        raise ConfigError(f"{a.params} (profile {config.profile.name!r}): --{option} {picked} not among "
+                          f"downstream.{option} {allowed}")
+    return picked
+
+
 def stage_report(config, plan, a):
     from mgdm.analysis.tables import run
 
@@ -133,17 +143,9 @@ def stage_report(config, plan, a):
     def predictions(stage, **w):
         return plan.paths(stage, **w)[f"seed{w['seed']}_test.npz"]
 
-    def chosen(option):  # --seeds / --networks: a part of downstream.<option> (default: all of it)
-        allowed = list(getattr(p.downstream, option))
-        picked = getattr(a, option) or allowed
-        if not set(picked) <= set(allowed):
-            raise ConfigError(f"{a.params} (profile {p.name!r}): --{option} {picked} not among "
-                              f"downstream.{option} {allowed}")
-        return picked
-
-    result = run(p.name, list(p.datasets), plan.values["set"], chosen("networks"), chosen("seeds"), sizes,
-                 plan.metrics_path, Path(out["downstream.md"]).parent, figures, predictions, p.sampling.mgdm.measure,
-                 a.images_only)
+    result = run(p.name, list(p.datasets), plan.values["set"], _chosen(config, a, "networks"),
+                 _chosen(config, a, "seeds"), sizes, plan.metrics_path, Path(out["downstream.md"]).parent, figures,
+                 predictions, p.sampling.mgdm.measure, a.images_only)
     if a.images_only:
         return result, []
     return result, list(figures.values()) + [v for k, v in out.items() if k.endswith(".md")]
@@ -191,6 +193,8 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
     from mgdm.machine import device_name
 
     config = load(a.params, a.profile)
+    if a.device:  # the card at hand instead of the profile's; the metrics JSON names the machine it ran on
+        config.profile = config.profile.model_copy(update={"device": a.device})
     plan = Plan(config, a.params)
     wildcards = {k: getattr(a, k) for k in STAGES[stage].matrix}
     values = plan.owner(stage).values
@@ -400,9 +404,11 @@ def power(a) -> int:
 def jobs(a) -> int:
     from mgdm.jobs import run
 
-    plan = Plan(load(a.params, a.profile), a.params)
+    config = load(a.params, a.profile)
     deadline = None if a.deadline_min is None else 60 * a.deadline_min
-    return 1 if run(plan, a.workers, deadline, a.networks, a.seeds) else 0
+    failed = run(Plan(config, a.params), a.workers, deadline, _chosen(config, a, "networks"),
+                 _chosen(config, a, "seeds"), a.device)
+    return 1 if failed else 0
 
 
 def show_plan(a) -> int:
@@ -433,6 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--networks", nargs="+", default=None, help="report only these of "
                            "downstream.networks, e.g. the ones a GPU lease finished (default: all)")
         p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+        p.add_argument("--device", default=None, help="run on this device instead of the profile's `device`, "
+                       "e.g. cuda on a lent GPU (the metrics JSON names the machine)")
         p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
         p.add_argument("--no-mlflow", action="store_true", help="skip MLflow logging")
     d = sub.add_parser("dvc-yaml", help="write dvc.yaml for a profile from the stage table",
@@ -482,6 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--deadline-min", type=float, default=None, help="start no job after this many minutes")
     j.add_argument("--networks", nargs="+", default=None, help="only these networks' jobs (default: all)")
     j.add_argument("--seeds", type=int, nargs="+", default=None, help="only these seeds' jobs (default: all)")
+    j.add_argument("--device", default=None, help="run the jobs on this device instead of the profile's, e.g. "
+                   "a CPU-designed study on a lent GPU (each run's JSON names the machine)")
     j.set_defaults(func=jobs)
     pl = sub.add_parser("plan", help="print the jobs of a profile and their estimated wall clock",
                         epilog="example: mgdm plan --profile pneumonia")

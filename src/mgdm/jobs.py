@@ -47,13 +47,15 @@ def _work(job: tuple[list[str], float]) -> tuple[list[str], int | None, float]:
 
 
 def run(plan: Plan, workers: int, deadline_s: float | None = None, networks: list[str] | None = None,
-        seeds: list[int] | None = None) -> int:
-    """Run the unfinished downstream jobs (of `networks` and `seeds`, default all) on `workers` processes;
-    return how many failed."""
+        seeds: list[int] | None = None, device: str | None = None) -> int:
+    """Run the unfinished downstream jobs (of `networks` and `seeds`, default all) on `workers` processes,
+    on `device` (default: the profile's); return how many failed."""
     # the stage's own command line, as Snakemake runs it, less the leading `mgdm`
     todo = [shlex.split(plan.command(stage).format(**w))[1:] for stage, w, path in downstream_jobs(plan)
             if not Path(path).exists() and (not networks or w["network"] in networks)
             and (not seeds or int(w["seed"]) in seeds)]
+    if device:
+        todo = [[*argv, "--device", device] for argv in todo]
     deadline = time.time() + (deadline_s if deadline_s is not None else float("inf"))
     print(f"mgdm jobs: {len(todo)} jobs to run on {workers} workers", flush=True)
     failed = skipped = 0
