@@ -95,9 +95,8 @@ def run(profile: str, datasets: list[str], sets: list[str], networks: list[str],
                         **{k: v for k, v in f.items() if k.split("_")[0] in ("domain", "inception")}})
             if i == len(sets) - 1:  # every set has the same class plan and n, so they share one floor
                 fid.append({"dataset": d, "set": FLOOR, "n": f.get("n_fake"), **floor_row(f)})
-            runtime.append({"stage": "fidelity", "job": f"{d}/{s}", "wall_s": f["wall_s"]})
-            runtime.append({"stage": "sample", "job": f"{d}/{s}",
-                            "wall_s": read_metrics(metrics("sample", dataset=d, set=s))["wall_s"]})
+            runtime.append(timing("fidelity", f))
+            runtime.append(timing("sample", read_metrics(metrics("sample", dataset=d, set=s))))
         analysis = read_metrics(metrics("analyze", dataset=d), "sets")
         for s in [*sets, FLOOR, "real-train", "real-test"]:  # the analysis JSON has its keys sorted
             row = analysis["sets"].get(s)
@@ -109,7 +108,7 @@ def run(profile: str, datasets: list[str], sets: list[str], networks: list[str],
         guidance.append({"dataset": d, **{k.replace("val_acc_t", "t = "): v for k, v in g.items()
                                           if k.startswith("val_acc_t")}})
         for stage in ("preprocess", "train_ddpm", "train_guidance_net", "train_reference_net", "analyze"):
-            runtime.append({"stage": stage, "job": d, "wall_s": read_metrics(metrics(stage, dataset=d))["wall_s"]})
+            runtime.append(timing(stage, read_metrics(metrics(stage, dataset=d))))
 
     tables_dir = Path(tables_dir)
     image_tables(profile, fid, dist, guidance, tables_dir)
@@ -117,8 +116,7 @@ def run(profile: str, datasets: list[str], sets: list[str], networks: list[str],
         write_runtime(profile, runtime, tables_dir)
         return {"metrics": {"n_downstream_runs": 0}}
     runs = downstream_runs(datasets, networks, sets, seeds, image_sizes, metrics)
-    runtime += [{"stage": "train_baseline" if r["train set"] == "real" else "train_classifier",
-                 "job": f"{r['dataset']}/{r['network']}/{r['train set']}/seed{r['seed']}", "wall_s": r["wall_s"]}
+    runtime += [timing("train_baseline" if r["train set"] == "real" else "train_classifier", r)
                 for r in runs.to_dict("records")]
     write_runtime(profile, runtime, tables_dir)
     preds: dict[str, dict] = {d: {} for d in datasets}
@@ -197,8 +195,17 @@ def image_tables(profile: str, fid: list[dict], dist: list[dict], guidance: list
                 f"(profile `{profile}`): uncertainty guidance is only as informative as this classifier.")
 
 
+def timing(stage: str, m: dict) -> dict:
+    """A job's wall clock and what it was measured on (older metrics JSONs name no machine)."""
+    machine = m.get("machine")
+    return {"stage": stage, "wall_s": m["wall_s"], "machine": machine if isinstance(machine, str) else "unrecorded"}
+
+
 def write_runtime(profile: str, runtime: list[dict], tables_dir: Path) -> None:
-    rt = pd.DataFrame(runtime).groupby("stage", sort=False)["wall_s"].agg(["count", "sum", "max"]).reset_index()
-    rt.columns = ["stage", "jobs", "total wall s", "longest job s"]
-    write_table(rt, tables_dir / "runtime", f"Wall clock per stage (profile `{profile}`), as each job measured it.")
+    rt = pd.DataFrame(runtime).groupby("stage", sort=False).agg(
+        jobs=("wall_s", "count"), total=("wall_s", "sum"), longest=("wall_s", "max"),
+        machine=("machine", lambda m: ", ".join(sorted(set(m))))).reset_index()
+    rt.columns = ["stage", "jobs", "total wall s", "longest job s", "measured on"]
+    write_table(rt, tables_dir / "runtime", f"Wall clock per stage (profile `{profile}`), as each job measured it, "
+                "and the machines it ran on (a study may train its downstream networks on a GPU).")
 
