@@ -1,5 +1,5 @@
 # mgdm: the Snakemake entry point. Thin by design: the stage table is src/mgdm/pipeline.py and
-# workflow/rules/stages.smk makes one rule per stage from it.
+# workflow/rules/stages.smk holds one rule per stage, written from it by `mgdm smk`.
 #   snakemake --cores 2                          (the `profile` named in params.yaml: cpu)
 #   snakemake --cores 2 --config profile=smoke   (another profile)
 import os
@@ -20,6 +20,8 @@ report: "workflow/report/workflow.rst"
 validate(config, "workflow/schemas/params.schema.json")  # the file's shape; resolve() checks each profile
 
 PLAN = Plan(resolve(config, config.get("profile")))
+PARAMS, PROFILE, ROOT, P = PLAN.params_file, PLAN.profile, PLAN.root, PLAN.values
+GEN_PROFILE, GEN, G = PLAN.generator.profile, PLAN.generator.root, PLAN.generator.values
 MLFLOW_URI = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
 
 

@@ -57,6 +57,17 @@ def test_committed_dvc_yaml_is_the_generated_one(tmp_path):
         "dvc.yaml is stale: run `mgdm dvc-yaml`"
 
 
+def test_committed_snakemake_rules_are_the_generated_ones_and_name_their_files(tmp_path):
+    run(["mgdm", "smk", "-o", str(tmp_path / "stages.smk")], ROOT)
+    text = (ROOT / "workflow/rules/stages.smk").read_text()
+    assert (tmp_path / "stages.smk").read_text() == text, "workflow/rules/stages.smk is stale: run `mgdm smk`"
+    assert all(f"rule {name}:" in text for name in STAGES)
+    sample = text[text.index("rule sample:"):text.index("rule fidelity:")]
+    assert 'f"{GEN}/{{dataset}}/samples/{{set}}.npz",' in sample  # a file name, as a reader looks for it
+    analyze = text[text.index("rule analyze:"):text.index("rule report:")]
+    assert 'expand(f"{GEN}/{{dataset}}/samples/{{set}}.npz", set=G["set"], allow_missing=True),' in analyze
+
+
 def test_dvc_stages_track_their_params_and_commit_tables():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert stages["train_ddpm"]["do"]["params"] == [{"params.yaml": ["defaults.ddpm", "defaults.sampling.seed",

@@ -246,6 +246,17 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
     return 0
 
 
+def write_smk(a) -> int:
+    from mgdm.smk import write
+
+    text = write()
+    if a.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(a.output).write_text(text)
+    return 0
+
+
 def dvc_yaml(a) -> int:
     import yaml
 
@@ -345,8 +356,6 @@ def sweep_generator(a) -> int:
 
 
 def survey_zoo(a) -> int:
-    import torch
-
     from mgdm import zoo_survey
     from mgdm.analysis.tables import write_table
     from mgdm.machine import cpu_name
@@ -367,11 +376,12 @@ def survey_zoo(a) -> int:
     if not rows:
         raise ConfigError(f"{out_dir}: no surveyed network yet; run without --table-only")
     missing = [n for n in networks if n not in {r["network"] for r in rows}]
+    threads = "/".join(sorted({str(r.get("threads", "unrecorded")) for r in rows}))  # as each network ran
     write_table(zoo_survey.table(rows, dataset), Path(plan.root) / "tables" / "zoo",
                 f"The zoo on real {name} (profile `{p.name}`): each network trained from scratch for "
                 f"{p.zoo.epochs} epochs (downstream optimiser, batch {p.downstream.batch_size}, lr {p.downstream.lr}, "
                 f"seed {p.zoo.seed}), epoch selected on validation AUC, scored on the test split; seconds per "
-                f"epoch on {cpu_name()} with {torch.get_num_threads()} threads "
+                f"epoch on {cpu_name()} with {threads} torch threads "
                 f"({p.device}). Flagged: test AUC within {zoo_survey.CHANCE_AUC_MARGIN} of chance or ACC not "
                 "above the majority class." + (f" Not yet surveyed: {', '.join(missing)}." if missing else ""))
     print(f"wrote {plan.root}/tables/zoo.md ({len(rows)} networks)")
@@ -447,6 +457,11 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example: mgdm dvc-yaml --profile smoke && dvc repro")
     d.add_argument("-o", "--output", default="dvc.yaml", help="where to write it ('-': standard output)")
     d.set_defaults(func=dvc_yaml)
+    sm = sub.add_parser("smk", help="write workflow/rules/stages.smk (one Snakemake rule per stage) from the "
+                        "stage table", epilog="example: mgdm smk")
+    sm.add_argument("-o", "--output", default="workflow/rules/stages.smk", help="where to write it ('-': standard "
+                    "output)")
+    sm.set_defaults(func=write_smk)
     sc = sub.add_parser("schema", help="write the JSON schema of params.yaml (for editors and reviewers)",
                         epilog="example: mgdm schema -o workflow/schemas/params.schema.json")
     sc.add_argument("-o", "--output", default="workflow/schemas/params.schema.json", help="where to write it")

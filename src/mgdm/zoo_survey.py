@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from mgdm.classifiers.stage import run as train_and_score
 from mgdm.classifiers.zoo import NETWORKS
@@ -33,7 +34,7 @@ def survey_network(dataset: Dataset, profile: Profile, network: str, out_dir: Pa
     m = result["metrics"]
     row = {"network": network, "adaptation": result["params"]["adaptation"], "epochs": cfg.epochs,
            "s_per_epoch": m["train_s"] / cfg.epochs, "best_epoch": m["best_epoch"], "acc": m["acc"],
-           "auc": m["auc"], "balanced_acc": m["balanced_acc"]}
+           "auc": m["auc"], "balanced_acc": m["balanced_acc"], "threads": torch.get_num_threads()}
     write_json(path, row)
     return row
 
