@@ -51,6 +51,24 @@ def test_a_profile_on_another_generator_reuses_its_images_and_trains_its_own_net
     assert plan.settings("train_ddpm") == Plan(load(ROOT / "params.yaml", "cpu")).settings("train_ddpm")
 
 
+def test_a_new_guidance_scale_reruns_only_its_own_set():
+    from mgdm.config import resolve
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    before = Plan(resolve(raw, "cpu"))
+    raw["profiles"]["cpu"]["sampling"]["scales"]["entropy"] = [2.0, 5.0]
+    after = Plan(resolve(raw, "cpu"))
+    assert "entropy-s5" in after.values["set"] and "entropy-s5" not in before.values["set"]
+    for s in before.values["set"]:  # Snakemake's params trigger: unchanged for every set that was there
+        assert after.settings("sample", dataset="retinamnist", set=s) == \
+            before.settings("sample", dataset="retinamnist", set=s)
+    assert after.settings("analyze", dataset="retinamnist") == before.settings("analyze", dataset="retinamnist")
+    sample = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["sample"]  # DVC: the same, key by key
+    tracked = sample["params"][0]["params.yaml"]
+    assert "defaults.sampling.ddim_steps" in tracked and not any("scales" in k for k in tracked)
+    assert "defaults.sampling" not in tracked
+
+
 def test_committed_dvc_yaml_is_the_generated_one(tmp_path):
     run(["mgdm", "dvc-yaml", "-o", str(tmp_path / "dvc.yaml")], ROOT)
     assert (tmp_path / "dvc.yaml").read_text() == (ROOT / "dvc.yaml").read_text(), \
@@ -91,7 +109,7 @@ def test_benchmark_writes_json_and_a_table_beside_the_peak_and_the_plain_way(tmp
     refused = run(["mgdm", "benchmark", "--profile", "smoke"], tmp_path, check=False)
     assert refused.returncode == 2 and "run `mgdm preprocess" in refused.stderr
     run(["mgdm", "preprocess", "--profile", "smoke", "--dataset", "discs", "--no-mlflow"], tmp_path)
-    run(["mgdm", "benchmark", "--profile", "smoke", "--repeats", "1"], tmp_path)
+    run(["mgdm", "benchmark", "--profile", "smoke", "--repeats", "1", "--variants"], tmp_path)
     result = json.loads((tmp_path / "results/bench/smoke.json").read_text())
     assert (result["channels"], result["classes"]) == (1, 3)  # the dataset's, not assumed
     assert result["peak"]["conv3x3_fp32_gflop_per_s"] > 0 and result["peak"]["matmul_fp32_gflop_per_s"] > 0
@@ -101,7 +119,15 @@ def test_benchmark_writes_json_and_a_table_beside_the_peak_and_the_plain_way(tmp
     for name in ("ddpm_train_step", "sample_measure", "sample_cfg", "train_resnet18"):
         assert kernels[name]["vs_plain"] > 0 and kernels[name]["plain"]["gflop"] > 0
     assert all(0 < k["fraction_of_peak"] for k in kernels.values())
-    assert "| ddpm_train_step |" in (tmp_path / "results/bench/smoke.md").read_text()
+    assert kernels["sample_measure"]["flop_ratio_vs_none"] > 1  # the guidance net's forward and backward
+    variants = result["variants"]
+    for kernel in ("sample_none", "sample_measure"):  # a speed-up that changes the samples is not one
+        assert all(v["max_abs_diff"] < 1e-4 and v["speedup"] > 0 for v in variants[kernel].values()
+                   if isinstance(v, dict))
+    assert set(variants["train_resnet18"]) == {"eager_s", "channels_last", "compile"}
+    assert variants["thread_placement"]["two_1thread_jobs_steps_per_s"] > 0
+    table = (tmp_path / "results/bench/smoke.md").read_text()
+    assert "| ddpm_train_step |" in table and "| sample_none | compile |" in table and "Thread placement" in table
 
 
 def test_plan_prints_every_stage_and_a_total():

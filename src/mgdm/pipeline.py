@@ -33,6 +33,7 @@ class Stage:
     # the settings the stage reads (rerun when they change): profile keys, dotted for part of a section,
     # and DATASET for the dataset's own entry in params.yaml
     params: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()  # dotted parts of `params` the stage's result does not depend on
     committed: tuple[str, ...] = field(default_factory=tuple)  # outs kept in git (DVC cache: false)
     threads: int = 1
     priority: int = 0  # Snakemake starts higher first: the DDPM is the long pole of every DAG
@@ -65,7 +66,9 @@ STAGES = {s.name: s for s in [
     Stage("train_reference_net", ("dataset",), "--dataset {dataset}", (DATA,),
           (REFERENCE_NET, f"{D}/reference_net/model.json"), f"{D}/reference_net/metrics.json", ("reference_net",)),
     Stage("sample", ("dataset", "set"), "--dataset {dataset} --set {set}", (DATA, DDPM, GUIDANCE_NET),
-          (SAMPLES, f"{D}/samples/{{set}}.png"), f"{D}/samples/{{set}}.json", ("sampling",), threads=2, priority=5),
+          (SAMPLES, f"{D}/samples/{{set}}.png"), f"{D}/samples/{{set}}.json", ("sampling",),
+          # the scale grid says which sets exist; a set's own guidance and scale are in its name
+          ignore=("sampling.scales",), threads=2, priority=5),
     Stage("fidelity", ("dataset", "set"), "--dataset {dataset} --set {set}", (DATA, SAMPLES, REFERENCE_NET),
           (), f"{D}/fidelity/{{set}}.json", ("fidelity",)),
     Stage("train_baseline", ("dataset", "network", "seed"), "--dataset {dataset} --network {network} --seed {seed}",
@@ -186,6 +189,9 @@ class Plan:
                 out[key.format(**wildcards)] = self.config.dataset(wildcards["dataset"]).model_dump()
             else:
                 out[key] = lookup(p, key)
+        for dotted in STAGES[stage].ignore:
+            key, _, sub = dotted.rpartition(".")
+            lookup(out, key).pop(sub, None)
         return json.dumps(out, sort_keys=True)
 
     def code(self, stage: str) -> list[str]:
@@ -237,8 +243,16 @@ class Plan:
         for key in s.params:
             if key == DATASET:
                 keys.append(dvc_fields(key, s.matrix))
-            else:
-                keys += [f"{prefix}.{key}" for prefix, tree in layers if lookup(tree, key) is not MISSING]
+                continue
+            ignored = {i.removeprefix(key + ".") for i in s.ignore if i.startswith(key + ".")}
+            for prefix, tree in layers:
+                node = lookup(tree, key)
+                if node is MISSING:
+                    continue
+                if ignored and isinstance(node, dict):  # the section's other keys, one by one
+                    keys += [f"{prefix}.{key}.{sub}" for sub in node if sub not in ignored]
+                else:
+                    keys.append(f"{prefix}.{key}")
         return keys
 
 
