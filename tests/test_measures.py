@@ -64,3 +64,29 @@ def test_guidance_net_dropout_is_off_at_inference_unless_mc_and_keeps_checkpoint
     assert not torch.equal(net(x, t, mc_dropout=True), net(x, t, mc_dropout=True))
     # checkpoints of guidance nets trained before dropout existed load unchanged
     assert net.state_dict().keys() == NoisyClassifier(1, 3, width=8).state_dict().keys()
+
+
+def test_equal_push_scale_makes_each_measure_shift_as_far_as_the_reference():
+    from mgdm.guidance.calibrate import table
+
+    rows = table({"entropy": 0.5, "bald": 0.01, "classifier": 2.0},
+                 {"entropy": [2.0, 5.0], "bald": [2.0], "classifier": [1.0]}, "entropy")
+    equal = {r["measure"]: r["equal_push_scale (= entropy at 2)"] for r in rows}
+    assert equal == pytest.approx({"entropy": 2.0, "bald": 100.0, "classifier": 0.5})
+
+
+def test_calibrate_scales_measures_every_measure_on_the_profiles_own_models(smoke_dag, tmp_path):
+    import json
+
+    from conftest import finished_copy, run
+
+    workdir = finished_copy(smoke_dag, tmp_path / "w")
+    refused = run(["mgdm", "calibrate-scales", "--profile", "smoke", "--reference", "cfg"], workdir, check=False)
+    assert refused.returncode == 2 and "--reference 'cfg': not a measure" in refused.stderr
+    run(["mgdm", "calibrate-scales", "--profile", "smoke", "--images", "6"], workdir)
+    rows = json.loads((workdir / "results/smoke/tables/measure_scales.json").read_text())["rows"]
+    assert {r["measure"] for r in rows} == set(MEASURES)
+    assert all(math.isfinite(r["shift_per_unit_scale_x1000"]) and r["shift_per_unit_scale_x1000"] > 0 for r in rows)
+    entropy = next(r for r in rows if r["measure"] == "entropy")
+    assert entropy["equal_push_scale (= entropy at 2)"] == pytest.approx(2.0)
+    assert (workdir / "results/smoke/tables/measure_scales.md").exists()

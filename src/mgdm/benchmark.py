@@ -9,11 +9,17 @@ In one process, so that ratios are comparable on a noisy machine:
 - beside each kernel the plain way of doing the same job, timed the same way: a textbook loop on the
   same diffusers UNet, a DDIM step that differentiates the UNet too for guidance, CFG as two forwards,
   a torchvision ResNet-18 in a textbook loop; each kernel's `vs_plain` is plain seconds / mgdm seconds.
-Models are freshly initialised (speed does not depend on training); shapes come from the dataset.
+With `variants`, the speed-ups a user might reach for, each timed beside the eager fp32 figure in the same
+run and checked against its output: channels_last, torch.compile (inductor), inference_mode, and thread
+placement (two 1-thread jobs side by side, as Snakemake runs downstream jobs on 2 cores, against one
+2-thread job). Models are freshly initialised (speed does not depend on training); shapes come from the
+dataset.
 """
 
 from __future__ import annotations
 
+import copy
+import multiprocessing
 import platform
 import statistics
 import time
@@ -98,7 +104,7 @@ def measure_peak(repeats: int, channels: int = 64, size: int = 28, batch: int = 
     return out
 
 
-def run(plan: Plan, dataset: str, repeats: int = 3, sample_steps: int = 10) -> dict:
+def run(plan: Plan, dataset: str, repeats: int = 3, sample_steps: int = 10, with_variants: bool = False) -> dict:
     """Every figure of the benchmark for the profile's models on `dataset`'s shape (channels, classes)."""
     from mgdm.data.splits import Dataset
 
@@ -168,6 +174,8 @@ def run(plan: Plan, dataset: str, repeats: int = 3, sample_steps: int = 10) -> d
     base = kernels["sample_none"]["median_s"]
     for name in samplers:
         kernels[f"sample_{name}"]["cost_vs_none"] = kernels[f"sample_{name}"]["median_s"] / base
+    # the guidance net's forward and backward are extra FLOPs: no implementation runs below this ratio
+    kernels["sample_measure"]["flop_ratio_vs_none"] = kernels["sample_measure"]["gflop"] / kernels["sample_none"]["gflop"]
 
     # Downstream training step per network, and a torchvision ResNet-18 in a textbook loop
     bs = p.downstream.batch_size
@@ -185,7 +193,83 @@ def run(plan: Plan, dataset: str, repeats: int = 3, sample_steps: int = 10) -> d
     for f in kernels.values():
         if "plain" in f:
             f["vs_plain"] = f["plain"]["median_s"] / f["median_s"]
+    if with_variants:
+        first = p.downstream.networks[0]
+        out["variants"] = variants(unet, net, samplers, sampler, sample_steps, (xs, ys, k),
+                                   (first, xb, yb, chans, size), repeats)
     return out
+
+
+def _versus(fn, reference: torch.Tensor | None, eager_s: float, repeats: int) -> dict:
+    """Time a variant (its first call, e.g. compilation, apart) against the eager seconds; check its output."""
+    t0 = time.perf_counter()
+    first = fn()
+    out = {"first_call_s": time.perf_counter() - t0, **timed(fn, repeats, warmup=0)}
+    out["speedup"] = eager_s / out["median_s"]
+    if reference is not None:
+        out["max_abs_diff"] = (first.float() - reference.float()).abs().max().item()
+    return out
+
+
+def variants(unet, net, samplers, scheduler, steps, sample_data, train_data, repeats) -> dict:
+    """Speed-ups timed beside the eager figure in this run: {kernel: {variant: {median_s, speedup, ...}}}."""
+    xs, ys, k = sample_data
+    res: dict = {}
+    for name in ("none", "measure"):
+        eager = samplers[name]
+        reference, eager_s = eager(), timed(eager, repeats)["median_s"]
+        guided = {"guidance_net": net, "measure": MEASURES["entropy"], "scale": 1.0} if name == "measure" else {}
+
+        def sample(u, x, g=None):
+            extra = {**guided, "guidance_net": g} if guided else {}
+            return guided_ddim(u, x, ys, scheduler, steps, null_label=k, **extra)
+
+        cl_unet = copy.deepcopy(unet).to(memory_format=torch.channels_last)
+        cl_net = copy.deepcopy(net).to(memory_format=torch.channels_last)
+        compiled_unet, compiled_net = torch.compile(copy.deepcopy(unet)), torch.compile(copy.deepcopy(net))
+
+        def inference():
+            with torch.inference_mode():
+                return eager()
+        res[f"sample_{name}"] = {
+            "eager_s": eager_s,
+            "channels_last": _versus(lambda: sample(cl_unet, xs.to(memory_format=torch.channels_last), cl_net),
+                                     reference, eager_s, repeats),
+            "compile": _versus(lambda: sample(compiled_unet, xs, compiled_net), reference, eager_s, repeats),
+        }
+        if name == "none":  # guidance needs autograd: inference_mode cannot wrap it
+            res["sample_none"]["inference_mode"] = _versus(inference, reference, eager_s, repeats)
+
+    network, xb, yb, chans, size = train_data
+    model = create_network(network, k, chans, size)
+    eager_s = timed(classifier_step(copy.deepcopy(model), xb, yb), repeats)["median_s"]
+    res[f"train_{network}"] = {
+        "eager_s": eager_s,
+        "channels_last": _versus(classifier_step(copy.deepcopy(model).to(memory_format=torch.channels_last),
+                                                 xb.to(memory_format=torch.channels_last), yb), None, eager_s, repeats),
+        "compile": _versus(classifier_step(torch.compile(copy.deepcopy(model)), xb, yb), None, eager_s, repeats),
+    }
+    res["thread_placement"] = thread_placement(network, k, chans, size, len(xb), repeats)
+    return res
+
+
+def _steps_per_s(job: tuple) -> float:
+    network, k, chans, size, batch, repeats, threads = job
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(batch, chans, size, size, generator=g), torch.randint(0, k, (batch,), generator=g)
+    return 1 / timed(classifier_step(create_network(network, k, chans, size), x, y), repeats)["median_s"]
+
+
+def thread_placement(network, k, chans, size, batch, repeats) -> dict:
+    """Training steps per second of the whole machine's 2 cores: one 2-thread job, or two 1-thread jobs at once."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        one = pool.map(_steps_per_s, [(network, k, chans, size, batch, repeats, 2)])[0]
+    with ctx.Pool(2) as pool:
+        two = sum(pool.map(_steps_per_s, [(network, k, chans, size, batch, repeats, 1)] * 2))
+    return {"network": network, "one_2thread_job_steps_per_s": one, "two_1thread_jobs_steps_per_s": two,
+            "speedup": two / one}
 
 
 def classifier_step(model, x, y):
@@ -243,4 +327,23 @@ def markdown(result: dict) -> str:
             vs = f"{f['vs_plain']:.2f}" if label == name and "vs_plain" in f else ""
             lines.append(f"| {label} | {g['median_s']:.3f} ({g['min_s']:.3f}-{g['max_s']:.3f}) | {g['items_per_s']:.1f} "
                          f"| {g['gflop']:.1f} | {g['gflop_per_s']:.1f} | {g['fraction_of_peak']:.2f} | {vs} |")
+    m = result["kernels"]["sample_measure"]
+    lines += ["", f"Measure-guided sampling does {m['flop_ratio_vs_none']:.2f}x the FLOPs of unguided sampling (the "
+              f"guidance net's forward and backward at every step) and takes {m['cost_vs_none']:.2f}x its time."]
+    if "variants" in result:
+        lines += ["", "Variants, timed in the same run beside the eager fp32 figure (speed-up above 1: faster; "
+                  "first call: compilation included; max |diff|: against the eager output).", "",
+                  "| kernel | variant | seconds | speed-up | first call s | max abs diff |", "|---|---|---|---|---|---|"]
+        for kernel, vs in result["variants"].items():
+            if kernel == "thread_placement":
+                continue
+            for name, v in vs.items():
+                if isinstance(v, dict):
+                    diff = f"{v['max_abs_diff']:.1e}" if "max_abs_diff" in v else ""
+                    lines.append(f"| {kernel} | {name} | {v['median_s']:.3f} (eager {vs['eager_s']:.3f}) | "
+                                 f"{v['speedup']:.2f} | {v['first_call_s']:.1f} | {diff} |")
+        tp = result["variants"]["thread_placement"]
+        lines += ["", f"Thread placement ({tp['network']} training steps per second, whole machine): one 2-thread "
+                  f"job {tp['one_2thread_job_steps_per_s']:.2f}, two 1-thread jobs side by side "
+                  f"{tp['two_1thread_jobs_steps_per_s']:.2f} ({tp['speedup']:.2f}x)."]
     return "\n".join(lines) + "\n"

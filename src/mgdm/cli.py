@@ -311,11 +311,57 @@ def benchmark(a) -> int:
         raise ConfigError(f"{data}: not found; run `mgdm preprocess --profile {plan.profile} --dataset {name}` first "
                           "(the benchmark uses the dataset's channels, classes and size)")
     out = Path(a.output or f"results/bench/{plan.profile}.json")
-    result = bench.run(plan, name, a.repeats)
+    result = bench.run(plan, name, a.repeats, with_variants=a.variants)
     write_json(out, result)
     with atomic_path(out.with_suffix(".md")) as tmp:
         tmp.write_text(bench.markdown(result))
     print(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0
+
+
+def calibrate_scales(a) -> int:
+    import pandas as pd
+    import torch
+
+    from mgdm.analysis.tables import write_table
+    from mgdm.diffusion.train import load_ddpm
+    from mgdm.diffusion.unet import ddim_schedulers
+    from mgdm.files import write_json
+    from mgdm.guidance.calibrate import shift_per_unit_scale, table
+    from mgdm.guidance.train import load_guidance_net
+
+    config, plan, name = _tool(a)
+    gen = plan.generator
+    s = gen.config.profile.sampling
+    from mgdm.guidance.measures import MEASURES
+
+    if a.reference not in MEASURES or not s.scales.get(a.reference):
+        raise ConfigError(f"--reference {a.reference!r}: not a measure with a scale in sampling.scales of profile "
+                          f"{gen.profile!r}")
+    ddpm, guidance = (gen.paths(st, dataset=name)["model.safetensors"] for st in ("train_ddpm", "train_guidance_net"))
+    for path in (ddpm, guidance):
+        if not Path(path).exists():
+            raise ConfigError(f"{path}: not found; train it first (snakemake ... --config profile={gen.profile})")
+    unet, ddpm_cfg = load_ddpm(ddpm, config.profile.device)
+    net = load_guidance_net(guidance, config.profile.device)
+    k = ddpm_cfg["null_label"]
+    g = torch.Generator().manual_seed(s.seed)
+    labels = torch.arange(a.images) % k
+    noise = torch.randn(a.images, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size,
+                        generator=g)
+    shift = shift_per_unit_scale(unet, net, ddim_schedulers(ddpm_cfg["scheduler"])[0], labels, noise, s.ddim_steps,
+                                 k, s.mc_samples)
+    rows = table(shift, s.scales, a.reference)
+    out = Path(gen.root) / "tables" / "measure_scales"
+    write_json(out.with_suffix(".json"), {"dataset": name, "images": a.images, "reference": a.reference,
+                                          "rows": rows})
+    write_table(pd.DataFrame(rows), out, f"How far each measure moves a sample per unit of guidance scale (profile "
+                f"`{gen.profile}`, {name}; `mgdm calibrate-scales`): the RMS noise shift sqrt(1 - alpha_bar_t) "
+                f"|grad M| per pixel at scale 1 (x 1000), averaged over the {s.ddim_steps} states of unguided DDIM "
+                f"trajectories of {a.images} images (classes in turn, sampling seed {s.seed}; BALD over "
+                f"{s.mc_samples} MC-dropout passes), and the scale at which each measure pushes as hard as "
+                f"{a.reference} does at its first scale.")
+    print(f"wrote {out}.md")
     return 0
 
 
@@ -473,6 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--dataset", default=None, help="dataset (default: the profile's first)")
     b.add_argument("--repeats", type=int, default=3, help="timed repeats per figure (the median is reported)")
     b.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    b.add_argument("--variants", action="store_true", help="also time channels_last, torch.compile, inference_mode "
+                   "and thread placement beside the eager figures (compilation takes minutes)")
     b.set_defaults(func=benchmark)
     sw = sub.add_parser("sweep-generator", help="compare DDPM recipe variants at equal wall clock with the "
                         "fidelity probe; e.g. mgdm sweep-generator --profile cpu --variant baseline")
@@ -482,6 +530,14 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     sw.add_argument("--no-progress", action="store_true", help="no progress bars")
     sw.set_defaults(func=sweep_generator)
+    cs = sub.add_parser("calibrate-scales", help="how far each guidance measure moves a sample per unit scale, "
+                        "along unguided DDIM trajectories, and the scale that matches a reference measure",
+                        epilog="example: mgdm calibrate-scales --profile cpu --reference entropy")
+    cs.add_argument("--dataset", default=None, help="dataset (default: the profile's first)")
+    cs.add_argument("--reference", default="entropy", help="the measure whose first scale the others are matched to")
+    cs.add_argument("--images", type=int, default=50, help="trajectories to average over (classes in turn)")
+    cs.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    cs.set_defaults(func=calibrate_scales)
     z = sub.add_parser("survey-zoo", help="train each zoo network briefly on real data: seconds per epoch and test "
                        "ACC/AUC, near-chance networks flagged; e.g. mgdm survey-zoo --profile cpu --network resnet18")
     z.add_argument("--dataset", default=None, help="dataset (default: the profile's first)")
