@@ -44,7 +44,7 @@ def test_a_profile_on_another_generator_reuses_its_images_and_trains_its_own_net
                                              "results/cpu/{dataset}/samples/{set}.npz"]
     assert plan.outputs("train_baseline")[1] == "results/pilot/{dataset}/downstream/{network}/real/seed{seed}.json"
     # the generator samples every set; the pilot trains on its two, and reports those
-    assert len(plan.generator.values["set"]) == 8 and plan.values["set"] == ["none", "entropy-s2"]
+    assert len(plan.generator.values["set"]) == 9 and plan.values["set"] == ["none", "entropy-s2"]
     report_deps = plan.deps("report")
     assert "results/cpu/retinamnist/fidelity/entropy-s2.json" in report_deps
     assert not any("margin" in d for d in report_deps)

@@ -54,6 +54,9 @@ DATASET = "datasets.{dataset}"
 SCHEDULE = tuple(f"ddpm.{k}" for k in ("normalization", "schedule", "train_timesteps", "zero_terminal_snr",
                                        "timestep_spacing", "prediction_type"))
 
+# which downstream jobs exist, not how one trains (its network, set and seed are in its wildcards)
+GRID = ("downstream.networks", "downstream.seeds", "downstream.sets")
+
 STAGES = {s.name: s for s in [
     Stage("preprocess", ("dataset",), "--dataset {dataset}", (),
           (DATA, f"{D}/data/preview.png"), f"{D}/data/summary.json", (DATASET,)),
@@ -73,11 +76,11 @@ STAGES = {s.name: s for s in [
           (), f"{D}/fidelity/{{set}}.json", ("fidelity",)),
     Stage("train_baseline", ("dataset", "network", "seed"), "--dataset {dataset} --network {network} --seed {seed}",
           (DATA,), (f"{R}/downstream/{{network}}/real/seed{{seed}}_test.npz",),
-          f"{R}/downstream/{{network}}/real/seed{{seed}}.json", ("downstream",)),
+          f"{R}/downstream/{{network}}/real/seed{{seed}}.json", ("downstream",), ignore=GRID),
     Stage("train_classifier", ("dataset", "network", "set", "seed"),
           "--dataset {dataset} --network {network} --set {set} --seed {seed}", (DATA, SAMPLES),
           (f"{R}/downstream/{{network}}/{{set}}/seed{{seed}}_test.npz",),
-          f"{R}/downstream/{{network}}/{{set}}/seed{{seed}}.json", ("downstream",)),
+          f"{R}/downstream/{{network}}/{{set}}/seed{{seed}}.json", ("downstream",), ignore=GRID),
     Stage("analyze", ("dataset",), "--dataset {dataset}", (DATA, REFERENCE_NET, SAMPLES),
           (f"{FIGURES}/{{dataset}}_entropy.png", f"{FIGURES}/{{dataset}}_embedding.png",
            f"{FIGURES}/{{dataset}}_samples.png"), f"{D}/analysis/distribution.json", ("analysis",),
