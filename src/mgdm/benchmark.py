@@ -218,11 +218,10 @@ def variants(unet, net, samplers, scheduler, steps, sample_data, train_data, rep
     for name in ("none", "measure"):
         eager = samplers[name]
         reference, eager_s = eager(), timed(eager, repeats)["median_s"]
-        guided = {"guidance_net": net, "measure": MEASURES["entropy"], "scale": 1.0} if name == "measure" else {}
+        measure, scale = (MEASURES["entropy"], 1.0) if name == "measure" else (None, 0.0)
 
-        def sample(u, x, g=None):
-            extra = {**guided, "guidance_net": g} if guided else {}
-            return guided_ddim(u, x, ys, scheduler, steps, null_label=k, **extra)
+        def sample(u, x, g):  # the eager sampler's call, on another copy of the models
+            return guided_ddim(u, x, ys, scheduler, steps, null_label=k, guidance_net=g, measure=measure, scale=scale)
 
         cl_unet = copy.deepcopy(unet).to(memory_format=torch.channels_last)
         cl_net = copy.deepcopy(net).to(memory_format=torch.channels_last)

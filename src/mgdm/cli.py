@@ -246,15 +246,19 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
     return 0
 
 
+def _emit(text: str, output: str) -> int:
+    """Write a generated file to `output`, or to standard output for '-'."""
+    if output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(output).write_text(text)
+    return 0
+
+
 def write_smk(a) -> int:
     from mgdm.smk import write
 
-    text = write()
-    if a.output == "-":
-        sys.stdout.write(text)
-    else:
-        Path(a.output).write_text(text)
-    return 0
+    return _emit(write(), a.output)
 
 
 def dvc_yaml(a) -> int:
@@ -267,11 +271,7 @@ def dvc_yaml(a) -> int:
     plan = Plan(load(a.params, a.profile), a.params)
     text = ("# Written by `mgdm dvc-yaml --profile " + plan.profile + "` from the stage table in "
             "src/mgdm/pipeline.py; do not edit by hand.\n" + yaml.dump(plan.dvc_yaml(), Dumper=NoAliases, sort_keys=False, width=120))
-    if a.output == "-":
-        sys.stdout.write(text)
-    else:
-        Path(a.output).write_text(text)
-    return 0
+    return _emit(text, a.output)
 
 
 def write_schema(a) -> int:
@@ -328,13 +328,12 @@ def calibrate_scales(a) -> int:
     from mgdm.diffusion.unet import ddim_schedulers
     from mgdm.files import write_json
     from mgdm.guidance.calibrate import shift_per_unit_scale, table
+    from mgdm.guidance.measures import MEASURES
     from mgdm.guidance.train import load_guidance_net
 
     config, plan, name = _tool(a)
     gen = plan.generator
     s = gen.config.profile.sampling
-    from mgdm.guidance.measures import MEASURES
-
     if a.reference not in MEASURES or not s.scales.get(a.reference):
         raise ConfigError(f"--reference {a.reference!r}: not a measure with a scale in sampling.scales of profile "
                           f"{gen.profile!r}")

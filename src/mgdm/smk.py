@@ -41,9 +41,11 @@ def _path(pattern: str, stage: Stage, values: str) -> str:
     return f'expand(f"{body}", {over}' + (", allow_missing=True)" if stage.matrix else ")")
 
 
-def _output(path: str, stage: Stage) -> str:
-    if stage.name in REPORT and path.endswith(('.png"', '.md"')):
-        caption = "tables" if path.endswith('.md"') else stage.name
+def _output(pattern: str, stage: Stage, values: str) -> str:
+    """An output as Snakemake source: the figures and tables of the REPORT stages go into `snakemake --report`."""
+    path = _path(pattern, stage, values)
+    if stage.name in REPORT and pattern.endswith((".png", ".md")):
+        caption = "tables" if pattern.endswith(".md") else stage.name
         return f'report({path}, caption="../report/{caption}.rst", category="{REPORT[stage.name]}")'
     return path
 
@@ -54,7 +56,7 @@ def rule(stage: Stage) -> str:
     root, profile, values = ("GEN", "GEN_PROFILE", "G") if generator else ("ROOT", "PROFILE", "P")
     tag = "_".join(f"{{{{{w}}}}}" for w in stage.matrix) or "all"
     inputs = [_path(d, stage, values) for d in stage.deps] + [f'PLAN.code("{stage.name}")']
-    outputs = [_output(_path(o, stage, values), stage) for o in (*stage.outs, *filter(None, [stage.metrics]))]
+    outputs = [_output(o, stage, values) for o in (*stage.outs, *filter(None, [stage.metrics]))]
     args = re.sub(r"\{(\w+)\}", r"{{wildcards.\1}}", stage.args)
     command = f"mgdm {stage.name.replace('_', '-')} --params {{PARAMS}} --profile {{{profile}}} {args}".strip()
     lines = [f"rule {stage.name}:", "    input:", *(f"        {i}," for i in inputs),
