@@ -125,7 +125,9 @@ def test_benchmark_writes_json_and_a_table_beside_the_peak_and_the_plain_way(tmp
         assert all(v["max_abs_diff"] < 1e-4 and v["speedup"] > 0 for v in variants[kernel].values()
                    if isinstance(v, dict))
     assert set(variants["train_resnet18"]) == {"eager_s", "channels_last", "compile"}
-    assert variants["thread_placement"]["two_1thread_jobs_steps_per_s"] > 0
+    placement = variants["thread_placement"]
+    assert placement["train_resnet18"]["two_1thread_jobs_per_s"] > 0 and placement["sample_measure"]["speedup"] > 0
+    assert placement["sample_measure"]["max_abs_diff_1_vs_2_threads"] < 1e-4
     table = (tmp_path / "results/bench/smoke.md").read_text()
     assert "| ddpm_train_step |" in table and "| sample_none | compile |" in table and "Thread placement" in table
 

@@ -248,27 +248,43 @@ def variants(unet, net, samplers, scheduler, steps, sample_data, train_data, rep
                                                  xb.to(memory_format=torch.channels_last), yb), None, eager_s, repeats),
         "compile": _versus(classifier_step(torch.compile(copy.deepcopy(model)), xb, yb), None, eager_s, repeats),
     }
-    res["thread_placement"] = thread_placement(network, k, chans, size, len(xb), repeats)
+    res["thread_placement"] = thread_placement({
+        f"train_{network}": ("train", (network, k, chans, size, len(xb))),
+        "sample_measure": ("sample", (unet, net, xs, ys, scheduler, steps, k))}, repeats)
     return res
 
 
-def _steps_per_s(job: tuple) -> float:
-    network, k, chans, size, batch, repeats, threads = job
+def _rate(job: tuple) -> tuple[float, torch.Tensor | None]:
+    """Calls per second of one kernel at `threads` torch threads, in a fresh process; a sampler's output too."""
+    kind, threads, repeats, args = job
     torch.set_num_threads(threads)
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(batch, chans, size, size, generator=g), torch.randint(0, k, (batch,), generator=g)
-    return 1 / timed(classifier_step(create_network(network, k, chans, size), x, y), repeats)["median_s"]
+    if kind == "train":
+        network, k, chans, size, batch = args
+        g = torch.Generator().manual_seed(0)
+        x, y = torch.randn(batch, chans, size, size, generator=g), torch.randint(0, k, (batch,), generator=g)
+        return 1 / timed(classifier_step(create_network(network, k, chans, size), x, y), repeats)["median_s"], None
+    unet, net, x, y, sampler, steps, k = args
+
+    def sample():
+        return guided_ddim(unet, x, y, sampler, steps, null_label=k, guidance_net=net, measure=MEASURES["entropy"],
+                           scale=1.0)
+    return 1 / timed(sample, repeats)["median_s"], sample()
 
 
-def thread_placement(network, k, chans, size, batch, repeats) -> dict:
-    """Training steps per second of the whole machine's 2 cores: one 2-thread job, or two 1-thread jobs at once."""
+def thread_placement(jobs: dict, repeats: int) -> dict:
+    """Per kernel, calls per second of the whole machine's 2 cores: one 2-thread job, or two 1-thread jobs at
+    once (as Snakemake packs jobs of `threads: 1`); for a sampler, whether 1 and 2 threads give the same images."""
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        one = pool.map(_steps_per_s, [(network, k, chans, size, batch, repeats, 2)])[0]
-    with ctx.Pool(2) as pool:
-        two = sum(pool.map(_steps_per_s, [(network, k, chans, size, batch, repeats, 1)] * 2))
-    return {"network": network, "one_2thread_job_steps_per_s": one, "two_1thread_jobs_steps_per_s": two,
-            "speedup": two / one}
+    out = {}
+    for name, (kind, args) in jobs.items():
+        with ctx.Pool(1) as pool:
+            one, x2 = pool.map(_rate, [(kind, 2, repeats, args)])[0]
+        with ctx.Pool(2) as pool:
+            (r1, x1), (r2, _) = pool.map(_rate, [(kind, 1, repeats, args)] * 2)
+        out[name] = {"one_2thread_job_per_s": one, "two_1thread_jobs_per_s": r1 + r2, "speedup": (r1 + r2) / one}
+        if x2 is not None:
+            out[name]["max_abs_diff_1_vs_2_threads"] = (x1 - x2).abs().max().item()
+    return out
 
 
 def classifier_step(model, x, y):
@@ -341,8 +357,11 @@ def markdown(result: dict) -> str:
                     diff = f"{v['max_abs_diff']:.1e}" if "max_abs_diff" in v else ""
                     lines.append(f"| {kernel} | {name} | {v['median_s']:.3f} (eager {vs['eager_s']:.3f}) | "
                                  f"{v['speedup']:.2f} | {v['first_call_s']:.1f} | {diff} |")
-        tp = result["variants"]["thread_placement"]
-        lines += ["", f"Thread placement ({tp['network']} training steps per second, whole machine): one 2-thread "
-                  f"job {tp['one_2thread_job_steps_per_s']:.2f}, two 1-thread jobs side by side "
-                  f"{tp['two_1thread_jobs_steps_per_s']:.2f} ({tp['speedup']:.2f}x)."]
+        lines += ["", "Thread placement: calls per second of the whole machine, one 2-thread job against two 1-thread "
+                  "jobs side by side (max |diff|: a 1-thread job's output against the 2-thread job's).", "",
+                  "| kernel | one 2-thread job /s | two 1-thread jobs /s | speed-up | max abs diff |", "|---|---|---|---|---|"]
+        for kernel, tp in result["variants"]["thread_placement"].items():
+            diff = f"{tp['max_abs_diff_1_vs_2_threads']:.1e}" if "max_abs_diff_1_vs_2_threads" in tp else ""
+            lines.append(f"| {kernel} | {tp['one_2thread_job_per_s']:.3f} | {tp['two_1thread_jobs_per_s']:.3f} | "
+                         f"{tp['speedup']:.2f} | {diff} |")
     return "\n".join(lines) + "\n"

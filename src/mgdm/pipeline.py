@@ -71,7 +71,9 @@ STAGES = {s.name: s for s in [
     Stage("sample", ("dataset", "set"), "--dataset {dataset} --set {set}", (DATA, DDPM, GUIDANCE_NET),
           (SAMPLES, f"{D}/samples/{{set}}.png"), f"{D}/samples/{{set}}.json", ("sampling",),
           # the scale grid says which sets exist; a set's own guidance and scale are in its name
-          ignore=("sampling.scales",), threads=2, priority=5),
+          # 1 thread: two sets side by side, bit-identical to one 2-thread set at a time; the cpu profile's
+          # 9 sets under `snakemake --cores 2` took 1508 s instead of 1733 (README, Speed)
+          ignore=("sampling.scales",), priority=5),
     Stage("fidelity", ("dataset", "set"), "--dataset {dataset} --set {set}", (DATA, SAMPLES, REFERENCE_NET),
           (), f"{D}/fidelity/{{set}}.json", ("fidelity",)),
     Stage("train_baseline", ("dataset", "network", "seed"), "--dataset {dataset} --network {network} --seed {seed}",

@@ -121,7 +121,7 @@ rule sample:
         f"{GEN}/logs/sample/{{dataset}}_{{set}}.log",
     benchmark:
         f"{GEN}/benchmarks/sample/{{dataset}}_{{set}}.tsv",
-    threads: 2
+    threads: 1
     priority: 5
     resources:
         slurm_extra="--nice=50",
