@@ -15,14 +15,16 @@ from pathlib import Path
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo")
 CONF = Path("/etc/slurm/slurm.conf")
+GRES = CONF.with_name("gres.conf")  # one GPU whose device file is /dev/null: SLURM schedules it, nothing computes on it
 
 
 def why_not() -> str | None:
     """Why this machine cannot run the cluster (None: it can, installing the packages if need be)."""
     if os.name != "posix" or os.geteuid() != 0:
         return "needs root to start munged, slurmctld and slurmd"
-    if CONF.exists():
-        return f"{CONF} exists: this machine has a SLURM setup of its own, which the test leaves alone"
+    for f in (CONF, GRES):
+        if f.exists():
+            return f"{f} exists: this machine has a SLURM setup of its own, which the test leaves alone"
     if all(shutil.which(d) for d in DAEMONS):
         return None
     if not shutil.which("apt-get"):
@@ -36,6 +38,7 @@ def why_not() -> str | None:
 
 def conf(root: Path, host: str, cpus: int, mem_mb: int) -> str:
     return f"""ClusterName=mgdm-test
+GresTypes=gpu
 SlurmctldHost={host}
 SlurmUser=root
 SlurmdUser=root
@@ -57,7 +60,7 @@ ReturnToService=2
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
-NodeName={host} CPUs={cpus} RealMemory={mem_mb} State=UNKNOWN
+NodeName={host} Gres=gpu:1 CPUs={cpus} RealMemory={mem_mb} State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -70,6 +73,7 @@ def start(root: Path) -> None:
     mem_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20 * 3 // 4
     CONF.parent.mkdir(parents=True, exist_ok=True)
     CONF.write_text(conf(root, host, os.cpu_count() or 1, mem_mb))
+    GRES.write_text(f"NodeName={host} Name=gpu File=/dev/null\n")
     if subprocess.run(["munge", "-n"], capture_output=True).returncode != 0:  # no munged answering yet
         Path("/run/munge").mkdir(parents=True, exist_ok=True)
         subprocess.run(["munged", "--force", f"--log-file={root}/munged.log", f"--pid-file={root}/munged.pid",
@@ -92,3 +96,4 @@ def stop(root: Path) -> None:
         except (OSError, ValueError):
             pass
     CONF.unlink(missing_ok=True)
+    GRES.unlink(missing_ok=True)

@@ -18,10 +18,15 @@ def cluster(tmp_path_factory):
     slurm_cluster.stop(root)
 
 
+def snakemake(profile: str, *extra: str) -> list[str]:
+    return ["snakemake", "--workflow-profile", f"workflow/profiles/{profile}", "--config", "profile=smoke",
+            "--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-init-seconds-before-status-checks",
+            "5", *extra]
+
+
 @pytest.mark.slow
 def test_the_smoke_dag_runs_through_sbatch_with_the_shipped_profile(cluster, tmp_workflow):
-    cmd = ["snakemake", "--workflow-profile", "workflow/profiles/slurm", "--config", "profile=smoke",
-           "--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "5"]
+    cmd = snakemake("slurm")
     res = run(cmd, tmp_workflow, timeout=1800)
     out = res.stdout + res.stderr
     total = int(re.search(r"^total\s+(\d+)", out, re.M).group(1))
@@ -35,3 +40,19 @@ def test_the_smoke_dag_runs_through_sbatch_with_the_shipped_profile(cluster, tmp
     assert len(logs) == total - 1, "SLURM's logs of successful jobs are kept"
     rerun = run(cmd, tmp_workflow, timeout=600)
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
+
+
+@pytest.mark.slow
+def test_the_gpu_profile_asks_slurm_for_one_gpu_per_training_job(cluster, tmp_workflow):
+    """workflow/profiles/slurm-gpu on a node with one (stand-in) GPU: the training job holds it, preprocessing
+    does not (the smoke profile computes on the CPU)."""
+    res = run(snakemake("slurm-gpu", "--until", "train_reference_net"), tmp_workflow, timeout=900)
+    ids = set(re.findall(r"has been submitted with SLURM jobid (\d+)", res.stdout + res.stderr))
+    jobs = {}
+    for i in ids:
+        line = run(["scontrol", "show", "job", i, "--oneliner"], tmp_workflow).stdout
+        jobs[re.search(r"Comment=rule_([a-z_]+?)_wildcards", line).group(1)] = line
+    assert set(jobs) == {"preprocess", "train_reference_net"}, jobs
+    assert re.search(r"TresPer\w+=gres[:/]gpu:1", jobs["train_reference_net"]) and "gres" not in jobs["preprocess"]
+    assert "JobState=COMPLETED" in jobs["train_reference_net"]
+    assert (tmp_workflow / "results/smoke/discs/reference_net/metrics.json").exists()
