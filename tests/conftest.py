@@ -84,3 +84,11 @@ def smoke_dag(tmp_path_factory):
 def finished_copy(smoke_dag, dest: Path) -> Path:
     shutil.copytree(smoke_dag[0], dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".snakemake"))
     return dest
+
+
+def stage_of(dvc_stage: str) -> str:
+    """The stage-table stage behind a DVC stage name: `sample_entropy@discs-2` -> `sample`."""
+    from mgdm.pipeline import STAGES
+
+    name = dvc_stage.split("@")[0]
+    return name if name in STAGES else name.rsplit("_", 1)[0]

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import ROOT, run
+from conftest import ROOT, run, stage_of
 
 from mgdm.config import load
 from mgdm.pipeline import STAGES, Plan
@@ -35,8 +35,9 @@ def snakemake_plan(workdir) -> set[str]:
 
 
 def dvc_changed(workdir) -> set[str]:
+    """The stage-table stages with a changed DVC stage (`sample_entropy@discs-2` is `sample`)."""
     res = run(["dvc", "status", "--json"], workdir)
-    return {name.split("@")[0] for name in yaml.safe_load(res.stdout or "{}")}
+    return {stage_of(name) for name in yaml.safe_load(res.stdout or "{}")}
 
 
 def edit(path, old=None, new=None):

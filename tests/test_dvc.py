@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import ROOT, finished_copy, run
+from conftest import ROOT, finished_copy, run, stage_of
 
 
 def dvc_status(workdir) -> dict:
@@ -70,3 +70,44 @@ def test_a_local_remote_restores_data_and_checkpoints_bit_for_bit(smoke_dag, tmp
         assert hashlib.sha256((clone / p).read_bytes()).digest() == hashlib.sha256((work / p).read_bytes()).digest(), p
     assert dvc_status(clone) == {}
     shutil.rmtree(remote)
+
+
+def test_experiments_on_a_scale_or_the_seeds_run_only_their_jobs_and_compare(smoke_dag, tmp_path):
+    """`dvc exp run -S` on one guidance's scale list: DVC's templating makes the new set's stages, only they
+    and the gathering stages run, and `dvc exp show` / `dvc plots diff` put the variant beside the baseline."""
+    import json
+
+    work = finished_copy(smoke_dag, tmp_path / "work")
+    git("init", "-q", cwd=work)
+    run(["dvc", "init", "-q"], work)
+    run(["mgdm", "dvc-yaml", "--profile", "smoke"], work)
+    run(["dvc", "commit", "-f", "-q"], work)  # the finished smoke run is the baseline
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "baseline", cwd=work)
+
+    def experiment(name, setting):
+        res = run(["dvc", "exp", "run", "-n", name, "-S", setting], work)
+        return {line.split("'")[1].split("@")[0] for line in res.stdout.splitlines() if line.startswith("Running stage")}
+
+    ran = experiment("entropy-1", "defaults.sampling.scales.entropy=[1.0]")
+    assert ran == {"sample_entropy", "fidelity_entropy", "train_classifier_entropy", "analyze", "report"}, ran
+    assert (work / "results/smoke/discs/samples/entropy-s1.0.npz").exists()
+    fidelity = (work / "results/smoke/tables/fidelity.md").read_text()
+    assert "| entropy-s1.0 " in fidelity and "| entropy-s2 " not in fidelity
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], work).stdout)
+    exps = [e for rev in shown for e in (rev.get("experiments") or []) if e.get("name") == "entropy-1"]
+    assert exps, "the experiment is not in dvc exp show"
+    params = exps[0]["revs"][0]["data"]["params"]["params.yaml"]["data"]
+    assert params["defaults"]["sampling"]["scales"]["entropy"] == [1.0]
+    diff = json.loads(run(["dvc", "plots", "diff", "HEAD", "entropy-1", "--json"], work).stdout)["data"]
+    for name in ("figures/downstream.png", "samples/entropy-s1.0.png"):  # a table figure, the new set's grid
+        revisions = {r for k, images in diff.items() if k.endswith(name) for i in images for r in i["revisions"]}
+        assert "entropy-1" in revisions, (name, revisions)
+    assert {"HEAD", "entropy-1"} <= {r for k, images in diff.items() if k.endswith("figures/downstream.png")
+                                     for i in images for r in i["revisions"]}
+
+    # networks and seeds are read from params.yaml too: more seeds run only the downstream jobs they add
+    ran = experiment("seeds-2", "defaults.downstream.seeds=[0,1]")
+    assert {stage_of(n) for n in ran} == {"train_baseline", "train_classifier", "report"}, ran
+    assert (work / "results/smoke/discs/downstream/resnet18/entropy-s1.0/seed1.json").exists()

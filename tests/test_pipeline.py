@@ -6,7 +6,7 @@ import io
 import pytest
 import yaml
 
-from conftest import ROOT, run
+from conftest import ROOT, run, stage_of
 from mgdm.config import load
 from mgdm.pipeline import STAGES, Plan
 
@@ -22,8 +22,8 @@ def dvc_outputs(workdir, profile):
     run(["mgdm", "dvc-yaml", "--profile", profile], workdir)
     res = run(["python", "-c", "from dvc.repo import Repo\n"
                "for st in Repo('.').index.stages:\n"
-               "    for o in st.outs: print(st.addressing.split('@')[0], o, sep='\\t')"], workdir)
-    return {tuple(line.split("\t")) for line in res.stdout.splitlines()}
+               "    for o in st.outs: print(st.addressing, o, sep='\\t')"], workdir)
+    return {(stage_of(name), out) for name, out in (line.split("\t") for line in res.stdout.splitlines())}
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "pilot"])
@@ -56,17 +56,31 @@ def test_a_new_guidance_scale_reruns_only_its_own_set():
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     before = Plan(resolve(raw, "cpu"))
-    raw["profiles"]["cpu"]["sampling"]["scales"]["entropy"] = [2.0, 5.0]
+    raw["profiles"]["cpu"]["sampling"]["scales"]["entropy"] = [2, 5.5]
     after = Plan(resolve(raw, "cpu"))
-    assert "entropy-s5" in after.values["set"] and "entropy-s5" not in before.values["set"]
+    assert "entropy-s5.5" in after.values["set"] and "entropy-s5.5" not in before.values["set"]
     for s in before.values["set"]:  # Snakemake's params trigger: unchanged for every set that was there
         assert after.settings("sample", dataset="retinamnist", set=s) == \
             before.settings("sample", dataset="retinamnist", set=s)
     assert after.settings("analyze", dataset="retinamnist") == before.settings("analyze", dataset="retinamnist")
-    sample = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["sample"]  # DVC: the same, key by key
+    # DVC: the scale grid is read by DVC itself, one stage per guidance kind; its settings, key by key, are not it
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    sample = stages["sample_entropy"]
+    assert sample["matrix"]["scale"] == "${defaults.sampling.scales.entropy}"
+    assert sample["cmd"].endswith("--set entropy-s${item.scale}")
+    assert stages["sample_bald"]["matrix"]["scale"] == "${profiles.cpu.sampling.scales.bald}"  # the cpu profile's
     tracked = sample["params"][0]["params.yaml"]
     assert "defaults.sampling.ddim_steps" in tracked and not any("scales" in k for k in tracked)
     assert "defaults.sampling" not in tracked
+    assert "results/cpu/${item}/samples" in stages["analyze"]["do"]["deps"]  # gathers whatever sets exist
+
+
+def test_a_set_is_named_by_its_scale_as_written():
+    from mgdm.config import parse_set_name, set_name
+
+    assert [set_name("entropy", s) for s in (2, 2.0, 0.5, 650)] == ["entropy-s2", "entropy-s2.0", "entropy-s0.5",
+                                                                    "entropy-s650"]
+    assert set_name("none", 0) == "none" and parse_set_name("entropy-s2.0") == ("entropy", 2.0)
 
 
 def test_committed_dvc_yaml_is_the_generated_one(tmp_path):

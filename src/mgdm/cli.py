@@ -201,7 +201,7 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
     for k, v in wildcards.items():
         if str(v) not in values[k]:
             raise ConfigError(f"{a.params} (profile {plan.profile!r}): {k} {v!r} is not in this profile's "
-                              f"{k}s {values[k]}")
+                              f"{k}s {values[k]} (a dvc.yaml written for other settings? `mgdm dvc-yaml`)")
     outputs = [p.format(**wildcards) for p in plan.outputs(stage)]
     if a.threads:
         import torch

@@ -148,7 +148,9 @@ class SamplingConfig(Strict):
         "balanced", description="balanced: per_class of each class; train: the training split's proportions")
     per_class: int = Field(gt=0)
     batch_size: int = Field(gt=0)
-    scales: dict[str, list[float]] = Field(description="guidance -> scale grid; 0 means no guidance")
+    # ints stay ints: a set is named by its scale as written (2 -> entropy-s2, 1.0 -> entropy-s1.0), as DVC
+    # names the stages it templates from these lists
+    scales: dict[str, list[int | float]] = Field(description="guidance -> scale grid; 0 means no guidance")
     mgdm: MGDMConfig = MGDMConfig()
     mc_samples: int = Field(8, gt=1, description="MC-dropout forwards of the guidance net per step for `bald`")
     seed: int = 0
@@ -276,6 +278,16 @@ class Params(Strict):
     defaults: dict
     profiles: dict[str, dict]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_loose_sections(cls, raw):
+        # e.g. `dvc exp run -S sampling.scales.entropy=[1]` writes a top-level `sampling`
+        loose = [k for k in raw if k in Profile.model_fields and k not in cls.model_fields] if isinstance(raw, dict) else []
+        if loose:
+            raise ValueError(f"{', '.join(loose)} at the top level: settings live under `defaults` or "
+                             f"`profiles.<name>` (e.g. dvc exp run -S 'defaults.{loose[0]}...')")
+        return raw
+
 
 def deep_merge(base: dict, override: dict) -> dict:
     """Return `base` with `override` merged in (dicts recursively, everything else replaced)."""
@@ -326,8 +338,9 @@ class Config:
         return resolve(self.params.model_dump(), self.profile.generator, self.source)
 
 
-def set_name(guidance: str, scale: float) -> str:
-    return "none" if guidance == "none" else f"{guidance}-s{scale:g}"
+def set_name(guidance: str, scale: int | float) -> str:
+    """The set's name: its guidance and its scale as params.yaml writes it (as DVC's `${item.scale}` does)."""
+    return "none" if guidance == "none" else f"{guidance}-s{scale}"
 
 
 def parse_set_name(name: str) -> tuple[str, float]:

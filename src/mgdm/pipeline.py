@@ -177,12 +177,12 @@ class Plan:
         return [p for s in STAGES for o in self.outputs(s) for p in self.owner(s).expand(o)]
 
     @delegated
-    def command(self, stage: str, style: str = "format") -> str:
-        """Return the stage's shell command with wildcards as `{x}` (style "format") or DVC's `${item.x}`."""
+    def command(self, stage: str, style: str = "format", args: str | None = None) -> str:
+        """Return the stage's shell command with wildcards as `{x}` (style "format") or DVC's `${item.x}`
+        (`args`: the arguments as dvc.yaml writes them, where they differ from the stage table's)."""
         s = STAGES[stage]
-        args = s.args
-        if style == "dvc":
-            args = dvc_fields(args, s.matrix)
+        if args is None:
+            args = dvc_fields(s.args, s.matrix) if style == "dvc" else s.args
         return f"mgdm {stage.replace('_', '-')} --params {self.params_file} --profile {self.profile} {args}".strip()
 
     @delegated
@@ -208,38 +208,100 @@ class Plan:
         return {k: "|".join(re.escape(v) for v in vals) for k, vals in values.items()}
 
     def dvc_yaml(self) -> dict:
-        """Return dvc.yaml's content: the same stages, foreach/matrix over the same values."""
+        """Return dvc.yaml's content: the same stages, with their grids read from params.yaml by DVC's templating.
+
+        A stage over synthetic sets becomes one stage per guidance kind whose matrix reads that kind's scale
+        list (`${defaults.sampling.scales.entropy}`), and networks and seeds are read the same way, so
+        `dvc exp run -S 'defaults.sampling.scales.entropy=[1]'` runs a variant without rewriting this file.
+        Stages that gather over sets depend on the folders the sets are written to.
+        """
         stages = {}
         for name, s in STAGES.items():
-            owner = self.owner(name)
-            sub = functools.partial(dvc_fields, matrix=s.matrix)
-            entry: dict = {"cmd": self.command(name, style="dvc")}
-            if len(s.matrix) == 1:
-                entry = {"foreach": owner.values[s.matrix[0]], "do": entry}
-            elif s.matrix:
-                entry = {"matrix": {k: owner.values[k] for k in s.matrix}, **entry}
-            body = entry.get("do", entry)
-            deps = [sub(d) for d in self.deps(name)] + self.code(name)
-            if deps:
-                body["deps"] = deps
-            raw_keys = owner._param_keys(s)
-            if raw_keys:
-                body["params"] = [{self.params_file: raw_keys}]
-            outs = []
-            for o in (p for out in s.outs for p in owner.expand(out, s.matrix)):
-                committed = any(f"/{c}/" in o for c in s.committed)
-                outs.append({sub(o): {"cache": False}} if committed else sub(o))
-            if outs:
-                body["outs"] = outs
-            if s.metrics:
-                body["metrics"] = [{sub(m): {"cache": False}} for m in owner.expand(s.metrics, s.matrix)]
-            stages[name] = entry
-        # every figure, for `dvc plots show` and `dvc plots diff <rev>` (images side by side per revision)
-        plots = [p for name, s in STAGES.items() for o in s.outs if o.endswith(".png")
+            for suffix, fixed, matrix in self._dvc_variants(name):
+                stages[name + suffix] = self._dvc_stage(name, fixed, matrix)
+        # every figure not drawn per set, for `dvc plots show` and `dvc plots diff <rev>`
+        plots = [p for name, s in STAGES.items() for o in s.outs if o.endswith(".png") and "{set}" not in o
                  for p in self.owner(name).expand(o)]
         return {"stages": stages, "plots": plots}
 
-    def _param_keys(self, s: Stage) -> list[str]:
+    def _dvc_variants(self, name: str) -> list[tuple[str, dict, dict]]:
+        """[(stage-name suffix, {field: fixed text}, {matrix field: values or '${params key}'})] for one stage."""
+        s, owner = STAGES[name], self.owner(name)
+        grid = {f: owner._dvc_values(f) for f in s.matrix if f != "set"}
+        if "set" not in s.matrix:
+            return [("", {}, grid)]
+        chosen = owner.layer_key("downstream.sets") if name == "train_classifier" else None
+        if chosen:  # the profile names its sets
+            return [("", {}, {**grid, "set": f"${{{chosen}}}"})]
+        gen = owner.generator
+        variants = []
+        for g in gen.config.profile.sampling.scales:
+            if g == "none":
+                variants.append(("_none", {"set": "none"}, grid))
+            else:
+                scales = gen.layer_key(f"sampling.scales.{g}")
+                variants.append((f"_{g}", {"set": f"{g}-s${{item.scale}}"}, {**grid, "scale": f"${{{scales}}}"}))
+        return variants
+
+    def _dvc_values(self, field: str):
+        """A matrix field's values: the params key DVC reads them from (networks, seeds), else the list."""
+        key = {"network": "downstream.networks", "seed": "downstream.seeds"}.get(field)
+        found = self.layer_key(key) if key else None
+        return f"${{{found}}}" if found else self.values[field]
+
+    def layer_key(self, dotted: str) -> str | None:
+        """The params.yaml key that sets `dotted` for this profile: its own override, its generator's, or the
+        defaults' (None where only the code's default sets it)."""
+        raw = self.config.params
+        layers = [(f"profiles.{g}", raw.profiles[g]) for g in (self.profile, self.config.profile.generator) if g]
+        for prefix, tree in [*layers, ("defaults", raw.defaults)]:
+            if lookup(tree, dotted) is not MISSING:
+                return f"{prefix}.{dotted}"
+        return None
+
+    def _dvc_stage(self, name: str, fixed: dict, matrix: dict) -> dict:
+        s, owner = STAGES[name], self.owner(name)
+
+        def sub(pattern: str) -> str:
+            for k, v in fixed.items():
+                pattern = pattern.replace("{" + k + "}", v)
+            return dvc_fields(pattern, tuple(matrix))
+
+        entry: dict = {"cmd": self.command(name, style="dvc", args=sub(s.args))}
+        if len(matrix) == 1:
+            entry = {"foreach": next(iter(matrix.values())), "do": entry}
+        elif matrix:
+            entry = {"matrix": matrix, **entry}
+        body = entry.get("do", entry)
+        keep = s.matrix  # a set is either in the DVC matrix or fixed by the variant
+        deps = []
+        for d in s.deps:
+            d = owner.fill_roots(d)
+            gathered = [f for f in fields(d) if f not in keep and f in ("set", "network", "seed")]
+            if gathered:  # a gathering stage reads the folder that DVC's templated grids write into
+                d = d[:d.index("{" + gathered[0] + "}")].rstrip("/")
+            deps += [sub(p) for p in owner.expand(d, keep)]
+        deps = list(dict.fromkeys(deps)) + self.code(name)
+        if deps:
+            body["deps"] = deps
+        raw_keys = owner._param_keys(s, tuple(matrix))
+        if raw_keys:
+            body["params"] = [{self.params_file: raw_keys}]
+        outs, plots = [], []
+        for out in s.outs:
+            for o in (sub(p) for p in owner.expand(out, keep)):
+                committed = any(f"/{c}/" in o for c in s.committed)
+                # a set's grid is a plot of its stage (top-level plots cannot follow the templated sets)
+                (plots if "{set}" in out and o.endswith(".png") else outs).append({o: {"cache": False}} if committed else o)
+        if outs:
+            body["outs"] = outs
+        if plots:
+            body["plots"] = plots
+        if s.metrics:
+            body["metrics"] = [{sub(m): {"cache": False}} for m in owner.expand(s.metrics, keep)]
+        return entry
+
+    def _param_keys(self, s: Stage, matrix: tuple[str, ...]) -> list[str]:
         """The params.yaml keys behind a stage's settings that exist in the file (DVC wants real keys)."""
         raw = self.config.params
         layers = [("defaults", raw.defaults)] + [  # then the inherited profile's, then the own
@@ -247,7 +309,7 @@ class Plan:
         keys = []
         for key in s.params:
             if key == DATASET:
-                keys.append(dvc_fields(key, s.matrix))
+                keys.append(dvc_fields(key, matrix))
                 continue
             ignored = {i.removeprefix(key + ".") for i in s.ignore if i.startswith(key + ".")}
             for prefix, tree in layers:
