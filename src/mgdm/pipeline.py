@@ -177,12 +177,9 @@ class Plan:
         return [p for s in STAGES for o in self.outputs(s) for p in self.owner(s).expand(o)]
 
     @delegated
-    def command(self, stage: str, style: str = "format", args: str | None = None) -> str:
-        """Return the stage's shell command with wildcards as `{x}` (style "format") or DVC's `${item.x}`
-        (`args`: the arguments as dvc.yaml writes them, where they differ from the stage table's)."""
-        s = STAGES[stage]
-        if args is None:
-            args = dvc_fields(s.args, s.matrix) if style == "dvc" else s.args
+    def command(self, stage: str, args: str | None = None) -> str:
+        """Return the stage's shell command with wildcards as `{x}`, or with `args` as dvc.yaml writes them."""
+        args = STAGES[stage].args if args is None else args
         return f"mgdm {stage.replace('_', '-')} --params {self.params_file} --profile {self.profile} {args}".strip()
 
     @delegated
@@ -249,12 +246,16 @@ class Plan:
         found = self.layer_key(key) if key else None
         return f"${{{found}}}" if found else self.values[field]
 
+    def _layers(self) -> list[tuple[str, dict]]:
+        """params.yaml's layers of this profile, each with its key prefix: the defaults, the generator's, its own."""
+        raw = self.config.params
+        return [("defaults", raw.defaults)] + [
+            (f"profiles.{g}", raw.profiles[g]) for g in (self.config.profile.generator, self.profile) if g]
+
     def layer_key(self, dotted: str) -> str | None:
         """The params.yaml key that sets `dotted` for this profile: its own override, its generator's, or the
         defaults' (None where only the code's default sets it)."""
-        raw = self.config.params
-        layers = [(f"profiles.{g}", raw.profiles[g]) for g in (self.profile, self.config.profile.generator) if g]
-        for prefix, tree in [*layers, ("defaults", raw.defaults)]:
+        for prefix, tree in reversed(self._layers()):
             if lookup(tree, dotted) is not MISSING:
                 return f"{prefix}.{dotted}"
         return None
@@ -267,7 +268,7 @@ class Plan:
                 pattern = pattern.replace("{" + k + "}", v)
             return dvc_fields(pattern, tuple(matrix))
 
-        entry: dict = {"cmd": self.command(name, style="dvc", args=sub(s.args))}
+        entry: dict = {"cmd": self.command(name, args=sub(s.args))}
         if len(matrix) == 1:
             entry = {"foreach": next(iter(matrix.values())), "do": entry}
         elif matrix:
@@ -303,16 +304,13 @@ class Plan:
 
     def _param_keys(self, s: Stage, matrix: tuple[str, ...]) -> list[str]:
         """The params.yaml keys behind a stage's settings that exist in the file (DVC wants real keys)."""
-        raw = self.config.params
-        layers = [("defaults", raw.defaults)] + [  # then the inherited profile's, then the own
-            (f"profiles.{g}", raw.profiles[g]) for g in (self.config.profile.generator, self.profile) if g]
         keys = []
         for key in s.params:
             if key == DATASET:
                 keys.append(dvc_fields(key, matrix))
                 continue
             ignored = {i.removeprefix(key + ".") for i in s.ignore if i.startswith(key + ".")}
-            for prefix, tree in layers:
+            for prefix, tree in self._layers():
                 node = lookup(tree, key)
                 if node is MISSING:
                     continue
