@@ -133,22 +133,24 @@ def _chosen(config, a, option: str) -> list:
 
 
 def stage_report(config, plan, a):
-    from mgdm.analysis.tables import run
+    from mgdm.analysis.tables import Report, build, collect
 
     out = plan.paths("report")
     p = config.profile
     figures = {k: out[f"{k}.png"] for k in ("downstream", "fidelity_vs_downstream")}
-    sizes = {d: config.dataset(d).image_size for d in p.datasets}
+    records = Path(out["runs.csv"]).parent
+    if not a.from_records:
+        def predictions(stage, **w):
+            return plan.paths(stage, **w)[f"seed{w['seed']}_test.npz"]
 
-    def predictions(stage, **w):
-        return plan.paths(stage, **w)[f"seed{w['seed']}_test.npz"]
-
-    result = run(p.name, list(p.datasets), plan.values["set"], _chosen(config, a, "networks"),
-                 _chosen(config, a, "seeds"), sizes, plan.metrics_path, Path(out["downstream.md"]).parent, figures,
-                 predictions, p.sampling.mgdm.measure, a.images_only)
+        collect(list(p.datasets), plan.values["set"], _chosen(config, a, "networks"), _chosen(config, a, "seeds"),
+                {d: config.dataset(d).image_size for d in p.datasets}, p.downstream.epochs, plan.metrics_path,
+                predictions, records, a.images_only)
+    report = Report(p.name, p.sampling.mgdm.measure, p.inference.margin, p.inference.alpha)
+    result = build(report, records, Path(out["downstream.md"]).parent, figures, a.images_only)
     if a.images_only:
         return result, []
-    return result, list(figures.values()) + [v for k, v in out.items() if k.endswith(".md")]
+    return result, list(figures.values()) + [v for k, v in out.items() if k.endswith((".md", ".csv"))]
 
 
 HANDLERS = {name: globals()[f"stage_{name}"] for name in STAGES}
@@ -203,6 +205,8 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
             raise ConfigError(f"{a.params} (profile {plan.profile!r}): {k} {v!r} is not in this profile's "
                               f"{k}s {values[k]} (a dvc.yaml written for other settings? `mgdm dvc-yaml`)")
     outputs = [p.format(**wildcards) for p in plan.outputs(stage)]
+    if getattr(a, "from_records", False):  # the records are this run's input: never removed on failure
+        outputs = [p for p in outputs if "/records/" not in p]
     if a.threads:
         import torch
 
@@ -435,24 +439,30 @@ def survey_zoo(a) -> int:
 
 def power(a) -> int:
     from mgdm.analysis import paired
-    from mgdm.analysis.tables import downstream_runs, write_table
+    from mgdm.analysis.tables import read_runs, write_table
 
     config, plan, name = _tool(a)
     p = config.profile
-    runs = downstream_runs([name], list(p.downstream.networks), plan.values["set"], list(p.downstream.seeds),
-                           {name: config.dataset(name).image_size}, plan.metrics_path)
+    records = Path(plan.paths("report")["runs.csv"])
+    runs = read_runs(records)
+    runs = runs[runs["dataset"] == name]
     wall = float(runs["wall_s"].mean())
-    table, summary = paired.power_table(runs, wall, a.halfwidth, a.budget_min, a.parallel)
-    sds = ", ".join(f"{k[3:]} {v:.2f}" for k, v in summary.items() if k.startswith("sd_") and k != "sd_points")
+    table, s = paired.power_table(runs, wall, a.budget_min, a.parallel, a.sets)
+    best = table[table["fits budget"]].sort_values("half-width").head(1)
+    reach = (f"the narrowest that fits {a.budget_min:g} min: {int(best['networks'].iloc[0])} networks x "
+             f"{int(best['seeds'].iloc[0])} seeds, half-width {best['half-width'].iloc[0]:.2f}"
+             if len(best) else f"no design in the table fits {a.budget_min:g} min")
     write_table(table, Path(plan.root) / "tables" / "power",
-                f"Study design from the `{p.name}` pilot on {name}: over {summary['pilot_pairs']} (network, seed) "
-                f"pairs, the sd of the paired accuracy change against real-only is {summary['sd_points']:.2f} points "
-                f"(pooled; per set: {sds}); a 95% CI half-width of {a.halfwidth:g} points needs "
-                f"{summary['pairs_needed']} pairs per compared set. Minutes: (1 + sets) runs per pair at the pilot's "
-                f"{wall:.0f} s per run ({p.downstream.epochs} epochs of {', '.join(p.downstream.networks)}), "
-                f"{a.parallel} jobs side by side.")
-    print(f"sd {summary['sd_points']:.2f} points over {summary['pilot_pairs']} pairs; "
-          f"{summary['pairs_needed']} pairs for ±{a.halfwidth:g}; wrote {plan.root}/tables/power.md")
+                f"Study design from `{p.name}`'s runs on {name} ({records}: {s['pilot_networks']} networks, "
+                f"{s['pilot_pairs']} (network, seed) pairs). Variance components of the paired accuracy change "
+                f"against real-only (points², one-way random-effects ANOVA, pooled over the sets): seed-to-seed "
+                f"{s['var_seed']:.2f} (sd {s['sd_seed']:.2f}), network x set {s['var_network']:.2f} (sd "
+                f"{s['sd_network']:.2f}). Per design: the network-level 95% half-width (t, df = networks − 1), the "
+                f"two-sided power at alpha {paired.ALPHA} to detect a change of 1, 1.5 and 3 points, and the minutes "
+                f"for {a.sets} compared sets plus real-only at {wall:.0f} s per run, {a.parallel} jobs side by side; "
+                f"{reach}.")
+    print(f"seed sd {s['sd_seed']:.2f}, network x set sd {s['sd_network']:.2f} points; {reach}; "
+          f"wrote {plan.root}/tables/power.md")
     return 0
 
 
@@ -493,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "the tables name the seeds they cover")
             p.add_argument("--networks", nargs="+", default=None, help="report only these of "
                            "downstream.networks, e.g. the ones a GPU lease finished (default: all)")
+            p.add_argument("--from-records", action="store_true", help="rebuild the tables and figures from the "
+                           "committed records (records/runs.csv, records/images.json) alone, e.g. in a fresh clone")
         p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
         p.add_argument("--device", default=None, help="run on this device instead of the profile's `device`, "
                        "e.g. cuda on a lent GPU (the metrics JSON names the machine)")
@@ -545,11 +557,12 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     z.add_argument("--no-progress", action="store_true", help="no progress bars")
     z.set_defaults(func=survey_zoo)
-    pw = sub.add_parser("power", help="design a study from a pilot profile's downstream runs: seed-to-seed sd of "
-                        "paired accuracy changes, pairs needed for a CI half-width, what a budget buys; "
-                        "e.g. mgdm power --profile pilot --halfwidth 1.5 --budget-min 150")
+    pw = sub.add_parser("power", help="design a study from a profile's run records: variance components (seed, "
+                        "network x set) of paired accuracy changes, then per design (networks x seeds) the "
+                        "network-level half-width, the power at 1, 1.5 and 3 points and the minutes; "
+                        "e.g. mgdm power --profile pilot --budget-min 150")
     pw.add_argument("--dataset", default=None, help="dataset (default: the profile's first)")
-    pw.add_argument("--halfwidth", type=float, default=1.5, help="target 95%% CI half-width, accuracy points")
+    pw.add_argument("--sets", type=int, default=3, help="synthetic sets each pair compares with real-only")
     pw.add_argument("--budget-min", type=float, default=150, help="wall-clock budget of the study, minutes")
     pw.add_argument("--parallel", type=int, default=2, help="downstream jobs side by side (e.g. --cores)")
     pw.set_defaults(func=power)

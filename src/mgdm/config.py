@@ -200,6 +200,14 @@ class AnalysisConfig(Strict):
     seed: int = Field(0, description="held-out draws and the embedding's random state")
 
 
+class InferenceConfig(Strict):
+    """How `report` decides: the equivalence margin of the verdicts and the family-wise alpha (Holm)."""
+
+    margin: float = Field(1.0, gt=0, description="points: a gain this large is the claim (the paper's 1-3 "
+                          "points start at 1); a verdict can exclude it")
+    alpha: float = Field(0.05, gt=0, lt=1, description="family-wise error rate of each table (Holm)")
+
+
 class ZooConfig(Strict):
     """`mgdm survey-zoo`: each network trained briefly on real data (cost and whether it learns; not in the DAG)."""
 
@@ -259,6 +267,7 @@ class Profile(Strict):
     downstream: DownstreamConfig
     fidelity: FidelityConfig
     analysis: AnalysisConfig = AnalysisConfig()
+    inference: InferenceConfig = InferenceConfig()
     generator_sweep: GeneratorSweepConfig = GeneratorSweepConfig()
     zoo: ZooConfig = ZooConfig()
 

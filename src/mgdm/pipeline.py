@@ -93,9 +93,11 @@ STAGES = {s.name: s for s in [
            f"{R}/downstream/{{network}}/real/seed{{seed}}.json", f"{R}/downstream/{{network}}/{{set}}/seed{{seed}}.json",
            f"{R}/downstream/{{network}}/real/seed{{seed}}_test.npz",
            f"{R}/downstream/{{network}}/{{set}}/seed{{seed}}_test.npz", f"{D}/analysis/distribution.json"),
-          tuple(f"{{root}}/tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex"))
+          ("{root}/records/images.json", "{root}/records/runs.csv")
+          + tuple(f"{{root}}/tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex"))
           + ("{root}/figures/downstream.png", "{root}/figures/fidelity_vs_downstream.png"),
-          "{root}/tables/report.json", ("sampling.mgdm.measure",), committed=("tables", "figures")),
+          "{root}/tables/report.json", ("sampling.mgdm.measure", "inference"),
+          committed=("records", "tables", "figures")),
 ]}
 
 

@@ -240,6 +240,8 @@ rule report:
         expand(f"{GEN}/{{dataset}}/analysis/distribution.json", dataset=P["dataset"]),
         PLAN.code("report"),
     output:
+        f"{ROOT}/records/images.json",
+        f"{ROOT}/records/runs.csv",
         report(f"{ROOT}/tables/downstream.md", caption="../report/tables.rst", category="Tables"),
         f"{ROOT}/tables/downstream.tex",
         report(f"{ROOT}/tables/paired.md", caption="../report/tables.rst", category="Tables"),

@@ -1,19 +1,22 @@
-"""Stage `report`: the paper's tables (markdown and LaTeX) and summary figures from the metrics JSONs."""
+"""Stage `report`: the run records gathered from every job's metrics, and the paper's tables (markdown and LaTeX)
+and summary figures built from those records alone (so a reader rebuilds them from git)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from mgdm.analysis import paired  # noqa: E402
 from mgdm.classifiers.zoo import NETWORKS  # noqa: E402
-from mgdm.files import FileError, atomic_path, read_metrics, read_npz, save_figure  # noqa: E402
+from mgdm.files import FileError, atomic_path, read_json, read_metrics, read_npz, save_figure, write_json  # noqa: E402
 
 GRADING = ("acc", "balanced_acc", "macro_f1", "auc", "qwk")
 FLOOR = "real-heldout"
@@ -28,13 +31,27 @@ def floor_row(fidelity_metrics: dict) -> dict:
             if k.startswith("floor_") and not k.endswith("_std")}
 
 
+LATEX = {"−": "$-$", "±": "$\\pm$", "÷": "$\\div$", "≥": "$\\geq$", "≤": "$\\leq$", "Δ": "$\\Delta$",
+         "×": "$\\times$", "√": "$\\surd$"}
+
+
+def latex_text(text: str) -> str:
+    """Escape text for LaTeX (pdflatex): its special characters, and the Unicode signs the tables use."""
+    special = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", **LATEX}
+    return "".join(special.get(c, c) for c in str(text))
+
+
 def write_table(df: pd.DataFrame, stem: str | Path, caption: str) -> None:
-    """Write `df` as <stem>.md and <stem>.tex."""
+    """Write `df` as <stem>.md and <stem>.tex (a booktabs table that pdflatex compiles)."""
     with atomic_path(f"{stem}.md") as tmp:
         tmp.write_text(f"{caption}\n\n{df.to_markdown(index=False, floatfmt='.3f')}\n")
+    body = df.map(lambda v: latex_text(v) if isinstance(v, str) else v)
+    body.columns = [latex_text(c) for c in df.columns]
     with atomic_path(f"{stem}.tex") as tmp:
-        tmp.write_text(df.style.hide(axis="index").format(precision=3, na_rep="--")
-                       .to_latex(caption=caption, hrules=True, position="t") + "\n")
+        tmp.write_text(body.style.hide(axis="index").format(precision=3, na_rep="--")
+                       .to_latex(caption=latex_text(caption), hrules=True, position="t",
+                                 label=f"tab:{Path(stem).parent.parent.name}-{Path(stem).name}") + "\n")
 
 
 def mean_std(frame: pd.DataFrame, by: list[str], cols: list[str]) -> pd.DataFrame:
@@ -62,31 +79,49 @@ def downstream_job(train_set: str) -> tuple[str, dict]:
     return ("train_baseline", {}) if train_set == "real" else ("train_classifier", {"set": train_set})
 
 
+RUN_COLUMNS = ("dataset", "network", "adaptation", "set", "seed", "epochs", *GRADING, "best_epoch", "n_real",
+               "n_synthetic", "wall_s", "machine", "test_correct")
+
+
 def downstream_runs(datasets: list[str], networks: list[str], sets: list[str], seeds: list[int],
-                    image_sizes: dict[str, int], metrics) -> pd.DataFrame:
-    """One row per downstream job (real-only and each synthetic set): its grading metrics and wall clock."""
+                    image_sizes: dict[str, int], metrics, epochs: int, predictions=None) -> pd.DataFrame:
+    """One record per downstream job (real-only and each synthetic set): its grading metrics, best epoch, wall
+    clock, machine, and (with `predictions(stage, **wildcards)`) which test images it got right, as '0'/'1'."""
     rows = []
     for d in datasets:
         for n in networks:
             for s in ["real", *sets]:
                 for seed in seeds:
                     stage, extra = downstream_job(s)
-                    m = read_metrics(metrics(stage, dataset=d, network=n, seed=seed, **extra), "acc", "auc")
-                    rows.append({"dataset": d, "network": n, "adaptation": NETWORKS[n].adaptation(image_sizes[d]),
-                                 "train set": s, "seed": seed, **{k: m.get(k) for k in GRADING},
-                                 "wall_s": m["wall_s"], "machine": m.get("machine")})
-    return pd.DataFrame(rows)
+                    w = dict(dataset=d, network=n, seed=seed, **extra)
+                    m = read_metrics(metrics(stage, **w), "acc", "auc")
+                    row = {"dataset": d, "network": n, "adaptation": NETWORKS[n].adaptation(image_sizes[d]),
+                           "set": s, "seed": seed, "epochs": epochs, **{k: m.get(k) for k in GRADING},
+                           **{k: m.get(k) for k in ("best_epoch", "n_real", "n_synthetic", "wall_s", "machine")}}
+                    if predictions is not None:
+                        path = predictions(stage, **w)
+                        f = read_npz(path)
+                        if not {"probs", "labels"} <= set(f):
+                            raise FileError(f"{path}: not a test-prediction file (expected 'probs' and 'labels')")
+                        row["test_correct"] = "".join("1" if c else "0" for c in f["probs"].argmax(1) == f["labels"])
+                    rows.append(row)
+    return pd.DataFrame(rows, columns=[c for c in RUN_COLUMNS if predictions is not None or c != "test_correct"])
 
 
-def run(profile: str, datasets: list[str], sets: list[str], networks: list[str], seeds: list[int],
-        image_sizes: dict[str, int], metrics, tables_dir: str | Path, figures: dict[str, str | Path],
-        predictions, mgdm_measure: str, images_only: bool = False) -> dict:
-    """Read every stage's metrics JSON (at `metrics(stage, **wildcards)`) and the downstream runs' test
-    predictions (at `predictions(stage, **wildcards)`), and write tables and figures.
+def read_runs(path: str | Path) -> pd.DataFrame:
+    """Read a profile's run records (records/runs.csv), as the tables use them ('train set' for `set`)."""
+    try:
+        runs = pd.read_csv(path, dtype={"test_correct": str, "machine": str})
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no run records (run `mgdm report` once the runs have finished)") from None
+    missing = [c for c in RUN_COLUMNS if c not in runs]
+    if missing:
+        raise FileError(f"{path}: columns {missing} missing; not mgdm run records")
+    return runs.rename(columns={"set": "train set"})
 
-    `images_only`: only the tables of the images (fidelity, distribution, guidance net, runtime so far),
-    for a profile whose downstream networks have not been trained yet.
-    """
+
+def image_records(datasets: list[str], sets: list[str], metrics) -> dict:
+    """The generator's metrics the tables read (fidelity, distribution, guidance net, wall clocks), as records."""
     fid, dist, guidance, runtime = [], [], [], []
     for d in datasets:
         for i, s in enumerate(sets):
@@ -109,62 +144,142 @@ def run(profile: str, datasets: list[str], sets: list[str], networks: list[str],
                                           if k.startswith("val_acc_t")}})
         for stage in ("preprocess", "train_ddpm", "train_guidance_net", "train_reference_net", "analyze"):
             runtime.append(timing(stage, read_metrics(metrics(stage, dataset=d))))
+    return {"fidelity": fid, "distribution": dist, "guidance_net": guidance, "runtime": runtime}
 
-    tables_dir = Path(tables_dir)
-    image_tables(profile, fid, dist, guidance, tables_dir)
+
+@dataclass(frozen=True)
+class Report:
+    """What `report` needs besides the records: the profile's name, the MGDM stage-2 measure (which one-stage
+    set MGDM is compared with), the equivalence margin (points) and alpha."""
+
+    profile: str
+    mgdm_measure: str = "entropy"
+    margin: float = paired.MARGIN
+    alpha: float = paired.ALPHA
+
+
+def collect(datasets: list[str], sets: list[str], networks: list[str], seeds: list[int], image_sizes: dict[str, int],
+            epochs: int, metrics, predictions, records_dir: str | Path, images_only: bool = False) -> None:
+    """Gather every job's metrics JSON (at `metrics(stage, **wildcards)`) and test predictions into the
+    profile's records: records/images.json and records/runs.csv, from which alone the tables are built."""
+    records_dir = Path(records_dir)
+    write_json(records_dir / "images.json", image_records(datasets, sets, metrics))
     if images_only:
-        write_runtime(profile, runtime, tables_dir)
+        return
+    runs = downstream_runs(datasets, networks, sets, seeds, image_sizes, metrics, epochs, predictions)
+    with atomic_path(records_dir / "runs.csv") as tmp:
+        runs.to_csv(tmp, index=False)
+
+
+def build(report: Report, records_dir: str | Path, tables_dir: str | Path, figures: dict[str, str | Path] | None,
+          images_only: bool = False) -> dict:
+    """Write every table (and, given `figures`, the summary figures) from the records alone."""
+    records_dir, tables_dir = Path(records_dir), Path(tables_dir)
+    images = read_json(records_dir / "images.json")
+    fid, runtime = images["fidelity"], list(images["runtime"])
+    image_tables(report.profile, fid, images["distribution"], images["guidance_net"], tables_dir)
+    if images_only:
+        write_runtime(report.profile, runtime, tables_dir)
         return {"metrics": {"n_downstream_runs": 0}}
-    runs = downstream_runs(datasets, networks, sets, seeds, image_sizes, metrics)
+    runs = read_runs(records_dir / "runs.csv")
     runtime += [timing("train_baseline" if r["train set"] == "real" else "train_classifier", r)
                 for r in runs.to_dict("records")]
-    write_runtime(profile, runtime, tables_dir)
-    preds: dict[str, dict] = {d: {} for d in datasets}
-    for r in runs.to_dict("records"):
-        stage, extra = downstream_job(r["train set"])
-        path = predictions(stage, dataset=r["dataset"], network=r["network"], seed=r["seed"], **extra)
-        f = read_npz(path)
-        if not {"probs", "labels"} <= set(f):
-            raise FileError(f"{path}: not a test-prediction file (expected 'probs' and 'labels')")
-        preds[r["dataset"]][(r["network"], r["train set"], r["seed"])] = (f["probs"].argmax(1), f["labels"])
-    caption = (f"Downstream grading on the real test split (profile `{profile}`; networks trained on real + each "
-               f"synthetic set, epoch selected on real validation AUC; mean ± std over seeds {seeds}"
-               + (f"; run on {', '.join(sorted(set(runs['machine'].dropna())))}"
-                  if runs["machine"].notna().any() else "")
-               + ").")
-    write_table(downstream_table(runs), tables_dir / "downstream", caption)
+    write_runtime(report.profile, runtime, tables_dir)
+    sets = [s for s in runs["train set"].unique() if s != "real"]
+    networks, seeds = list(runs["network"].unique()), sorted(runs["seed"].unique().tolist())
+    preds = {d: {(r["network"], r["train set"], r["seed"]): np.array([c == "1" for c in r["test_correct"]])
+                 for r in frame.to_dict("records") if isinstance(r["test_correct"], str)}
+             for d, frame in runs.groupby("dataset", sort=False)}
+    machines = sorted(set(runs["machine"].dropna()))
+    write_table(downstream_table(runs), tables_dir / "downstream",
+                f"Downstream grading on the real test split (profile `{report.profile}`; networks trained on real + "
+                f"each synthetic set for {format_list(runs['epochs'].unique())} epochs, epoch selected on real "
+                f"validation AUC; mean ± std over seeds {seeds}" + (f"; run on {', '.join(machines)}" if machines else "")
+                + "). Every number is recomputed from records/runs.csv.")
     graded = [c for c in GRADING if c in runs and runs[c].notna().any()]
-    write_table(paired.format_table(paired.comparisons_table(runs, sets, graded, preds)), tables_dir / "paired",
-                f"Paired changes in each grading metric (points; profile `{profile}`, networks {networks}, seeds "
-                f"{seeds}): each training set against "
-                "real-only and against classifier guidance, one pair per (network, seed) (same initialisation, "
-                "real-data order and test split). Mean, percentile-bootstrap 95% CI, Wilcoxon signed-rank and "
-                "paired-t p, Cohen's d_z; with a single pair only McNemar's exact test on the test predictions, "
-                "which ignores training noise.")
-    claims = paired.claims_table(runs, sets, mgdm_measure, "acc", preds)
+    scope = f"profile `{report.profile}`, {len(networks)} networks {networks}, seeds {seeds}"
+    inference = (f"Two inferences: `networks` treats the networks as a random sample of architectures (the t interval "
+                 f"over per-network mean differences, df = networks − 1: what generalises beyond these networks); "
+                 f"`pairs` is about these networks only (t interval over (network, seed) pairs, df = pairs − 1; "
+                 f"Wilcoxon and d_z beside it). p: two-sided paired t; p_margin: one-sided t of H0 'gain ≥ "
+                 f"{report.margin:g} points'; both Holm-adjusted (p_holm, p_margin_holm) over this table, each "
+                 f"inference its own family. Verdict on the adjusted p at alpha {report.alpha:g}: supported / "
+                 f"contradicted; else 'gain of at least {report.margin:g} excluded' (the upper one-sided test of "
+                 f"Schuirmann's TOST); else undecided, with the reason. With one pair, McNemar's exact test on the "
+                 f"test predictions (it ignores training noise).")
+    comparisons = paired.comparisons_table(runs, sets, graded, preds, report.margin, report.alpha)
+    write_table(paired.format_table(comparisons), tables_dir / "paired",
+                f"Paired changes in each grading metric (points; {scope}): each training set against real-only and "
+                f"against classifier guidance, one pair per (network, seed) (same initialisation, real-data order "
+                f"and test split). {inference}")
+    claims = paired.claims_table(runs, sets, report.mgdm_measure, "acc", preds, report.margin, report.alpha)
     write_table(paired.format_table(claims), tables_dir / "claims",
-                f"The paper's claims tested on downstream accuracy (points; profile `{profile}`, networks {networks}, "
-                f"seeds {seeds}). Verdict: supported "
-                f"or contradicted when the 95% CI excludes 0 and Wilcoxon p < {paired.ALPHA}; otherwise undecided "
-                f"at this power (under {paired.MIN_PAIRS} pairs a Wilcoxon test cannot reach p < {paired.ALPHA}).")
-    g = sns.catplot(runs, x="train set", y="acc", hue="network", col="dataset", kind="bar", errorbar="sd",
-                    height=4, aspect=1.6, sharey=False)
-    g.set_xticklabels(rotation=30, ha="right")
-    g.set_axis_labels("", "test accuracy")
-    save_figure(g.figure, figures["downstream"])
+                f"The paper's claims tested on downstream accuracy (points; {scope}); the paper claims a gain of 1-3 "
+                f"points. {inference}")
+    if figures:
+        forest_plot(comparisons, report.margin, figures["downstream"])
+        fidelity_plot(fid, runs, figures["fidelity_vs_downstream"])
+    counted = claims[claims["inference"] == "networks"] if "inference" in claims and (
+        claims["inference"] == "networks").any() else claims
+    verdicts = counted["verdict"].str.split(" (", regex=False).str[0].value_counts() if len(counted) else {}
+    return {"metrics": {"n_downstream_runs": len(runs), "claims_inference": str(counted["inference"].iloc[0])
+                        if len(counted) else "none",
+                        **{f"claims_{k}": int(verdicts.get(v, 0)) for k, v in (
+                            ("supported", "supported"), ("contradicted", "contradicted"),
+                            ("margin_excluded", f"gain of at least {report.margin:g} excluded"),
+                            ("undecided", "undecided"))}}}
 
+
+def format_list(values) -> str:
+    return ", ".join(str(v) for v in sorted(values))
+
+
+def forest_plot(comparisons: pd.DataFrame, margin: float, path: str | Path) -> None:
+    """Every paired difference with its 95% interval (networks as a random factor where there are several,
+    else pairs), the margin drawn at ±margin: effects of 1-2 points visible, unlike bars from 0."""
+    if comparisons.empty:
+        fig, ax = plt.subplots(figsize=(6, 1.5))
+        ax.text(0.5, 0.5, "no comparisons", ha="center", va="center")
+        ax.set_axis_off()
+        save_figure(fig, path)
+        return
+    level = "networks" if (comparisons["inference"] == "networks").any() else "pairs"
+    df = comparisons[(comparisons["inference"] == level) & comparisons["metric"].isin(["acc", "balanced_acc", "auc"])]
+    metrics = list(dict.fromkeys(df["metric"]))
+    n_rows = max(len(g) for _, g in df.groupby("metric")) if len(df) else 1
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.32 * n_rows + 1.4), sharey=True,
+                             squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        g = df[df["metric"] == m].iloc[::-1]
+        labels = [f"{d}: {s} − {v}" if df["dataset"].nunique() > 1 else f"{s} − {v}"
+                  for d, s, v in zip(g["dataset"], g["train set"], g["vs"])]
+        y = np.arange(len(g))
+        colour = ["tab:green" if v == "supported" else "tab:red" if v == "contradicted" else
+                  "tab:blue" if v.startswith("gain") else "grey" for v in g["verdict"]]
+        ax.hlines(y, g["ci_low"], g["ci_high"], colors=colour, lw=1.5)
+        ax.scatter(g["mean"], y, c=colour, s=18, zorder=3)
+        ax.axvline(0, color="black", lw=0.8)
+        for x in (-margin, margin):
+            ax.axvline(x, color="grey", lw=0.8, ls="--")
+        ax.set_yticks(y, labels)
+        ax.set(title=m, xlabel="paired change (points)")
+    fig.suptitle(f"Paired changes, 95% CI ({level} as the unit); dashed: ±{margin:g}-point margin; "
+                 "green supported, red contradicted, blue gain ≥ margin excluded, grey undecided", fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def fidelity_plot(fid: list[dict], runs: pd.DataFrame, path: str | Path) -> None:
     acc = runs.groupby(["dataset", "train set"])["acc"].mean()
-    fd = pd.DataFrame([r for r in fid if r["set"] != FLOOR])
-    fd["Δacc vs real"] = [acc[(d, s)] - acc[(d, "real")] for d, s in zip(fd["dataset"], fd["set"])]
+    fd = pd.DataFrame([r for r in fid if r["set"] != FLOOR and (r["dataset"], r["set"]) in acc.index])
     fig, ax = plt.subplots(figsize=(6, 4))
-    x = "domain_fid" if "domain_fid" in fd else "inception_fid"
-    sns.scatterplot(fd, x=x, y="Δacc vs real", hue="set", style="dataset", s=80, ax=ax)
+    if len(fd):
+        fd["Δacc vs real"] = [acc[(d, s)] - acc[(d, "real")] for d, s in zip(fd["dataset"], fd["set"])]
+        x = "domain_fid" if "domain_fid" in fd else "inception_fid"
+        sns.scatterplot(fd, x=x, y="Δacc vs real", hue="set", style="dataset", s=80, ax=ax)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set(title="Fidelity vs downstream gain (mean over networks and seeds)")
-    save_figure(fig, figures["fidelity_vs_downstream"])
-    verdicts = claims["verdict"].str.split(" ").str[0].value_counts()
-    return {"metrics": {"n_downstream_runs": len(runs),
-                        **{f"claims_{v}": int(verdicts.get(v, 0)) for v in ("supported", "contradicted", "undecided")}}}
+    save_figure(fig, path)
 
 
 def image_tables(profile: str, fid: list[dict], dist: list[dict], guidance: list[dict], tables_dir: Path) -> None:

@@ -1,0 +1,57 @@
+"""Every committed table is rebuilt from the committed run records alone, and equals what is committed."""
+
+import numpy as np
+import pytest
+from conftest import ROOT, finished_copy, run
+
+from mgdm.analysis.tables import Report, build, read_runs
+from mgdm.config import load
+
+# Profiles whose tables were made before run records were committed: the machines that held their runs are
+# gone, so their tables cannot be rebuilt (README, "Run records"). No other profile may join this list.
+LEGACY = {"cpu", "paper-downstream", "pilot", "pneumonia", "study", "study-pneumonia"}
+
+RECORDED = sorted(p.parent.parent.name for p in ROOT.glob("results/*/records/images.json"))
+
+
+def test_every_reported_profile_has_records_or_is_named_legacy():
+    reported = {p.parent.parent.name for p in ROOT.glob("results/*/tables/report.json")}
+    assert reported - set(RECORDED) <= LEGACY
+    assert not LEGACY & set(RECORDED), "a legacy profile with records: take it off the list"
+
+
+@pytest.mark.parametrize("profile", RECORDED)
+def test_committed_tables_are_rebuilt_from_committed_records(profile, tmp_path):
+    p = load(ROOT / "params.yaml", profile).profile
+    records = ROOT / "results" / profile / "records"
+    downstream = (records / "runs.csv").exists()
+    build(Report(profile, p.sampling.mgdm.measure, p.inference.margin, p.inference.alpha), records, tmp_path,
+          None, images_only=not downstream)
+    written = sorted(tmp_path.iterdir())
+    assert len(written) >= 8
+    for f in written:
+        assert f.read_text() == (ROOT / "results" / profile / "tables" / f.name).read_text(), f"{profile}: {f.name}"
+
+
+@pytest.mark.parametrize("profile", [p for p in RECORDED if (ROOT / "results" / p / "records/runs.csv").exists()])
+def test_run_records_agree_with_their_test_predictions(profile):
+    runs = read_runs(ROOT / "results" / profile / "records/runs.csv")
+    correct = runs["test_correct"].map(lambda s: np.mean([c == "1" for c in s]))
+    assert np.allclose(correct, runs["acc"]), "accuracy is the share of test images a run got right"
+    assert runs.groupby(["dataset", "network", "train set", "seed"]).size().max() == 1, "one record per run"
+
+
+@pytest.mark.slow
+def test_report_from_records_rewrites_the_same_tables_without_the_jsons(smoke_dag, tmp_path):
+    work = finished_copy(smoke_dag, tmp_path)
+    tables = work / "results/smoke/tables"
+    before = {f.name: f.read_text() for f in tables.iterdir() if f.suffix in (".md", ".tex")}
+    runs = read_runs(work / "results/smoke/records/runs.csv")
+    assert len(runs) == 10 and set(runs["train set"]) >= {"real", "none", "entropy-s2", "mgdm-s2"}
+    for f in tables.iterdir():
+        f.unlink()
+    for f in (work / "results/smoke/discs").rglob("*.json"):  # every job's metrics JSON gone
+        f.unlink()
+    run(["mgdm", "report", "--profile", "smoke", "--from-records", "--no-mlflow"], work)
+    after = {f.name: f.read_text() for f in tables.iterdir() if f.suffix in (".md", ".tex")}
+    assert after == before
