@@ -392,6 +392,15 @@ def resolve(raw: dict, profile: str | None = None, source: str = "params.yaml") 
     missing = [d for d in prof.datasets if d not in params.datasets]
     if missing:
         raise ConfigError(f"{source} (profile {name!r}): datasets {missing} are not defined under 'datasets'")
+    # the UNet halves the image at every level but the last and must come back to the same size: 28 px
+    # takes 3 levels (28, 14, 7), not 4 (7 -> 4 -> 8 breaks the skip connection)
+    factor = 2 ** (len(prof.ddpm.channels) - 1)
+    for d in prof.datasets:
+        size = params.datasets[d].image_size
+        if size % factor:
+            raise ConfigError(f"{source} (profile {name!r}): ddpm.channels has {len(prof.ddpm.channels)} levels, so "
+                              f"image_size must be a multiple of {factor}; dataset {d!r} is {size} px (use "
+                              f"{len(prof.ddpm.channels) - 1} levels, or images whose size {factor} divides)")
     config = Config(params, prof, source)
     unknown = [s for s in prof.downstream.sets if s not in config.sample_sets()]
     if unknown:
