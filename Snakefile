@@ -1,4 +1,4 @@
-# mgdm: the Snakemake entry point. Thin by design: the stage table is src/mgdm/pipeline.py and
+# mgdm: the Snakemake entry point. Thin by design: the stage table is src/mgdm/workflow/stages.py and
 # workflow/rules/stages.smk holds one rule per stage, written from it by `mgdm smk`.
 #   snakemake --cores 2                          (the `profile` named in params.yaml: cpu)
 #   snakemake --cores 2 --config profile=smoke   (another profile)
@@ -7,8 +7,8 @@ import os
 from snakemake.utils import validate
 
 from mgdm.config import resolve
-from mgdm.pipeline import Plan
-from mgdm.tracking import DEFAULT_URI, end_pipeline, git_commit, start_pipeline
+from mgdm.workflow.plan import Plan
+from mgdm.workflow.tracking import DEFAULT_URI, end_pipeline, git_commit, start_pipeline
 
 
 configfile: "params.yaml"
@@ -39,7 +39,7 @@ rule all:
 
 
 onstart:
-    from mgdm.estimate import estimate
+    from mgdm.workflow.estimate import estimate
 
     print(estimate(PLAN, PLAN.config.data_dir()))
     # one MLflow parent run per invocation; every job's run nests under it (jobs inherit the environment)

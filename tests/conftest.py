@@ -52,7 +52,7 @@ def mgdm_env() -> dict:
 
 def workflow_copy(dest: Path) -> Path:
     """Copy what a workflow run needs (not results/) into `dest`. The package that runs is the installed
-    one; src/ is copied as the code the stages depend on (mgdm.sources)."""
+    one; src/ is copied as the code the stages depend on (mgdm.workflow.sources)."""
     for name in ("Snakefile", "params.yaml", "dvc.yaml", "environment.yml"):
         shutil.copy(ROOT / name, dest / name)
     shutil.copytree(ROOT / "workflow", dest / "workflow")
@@ -88,7 +88,7 @@ def finished_copy(smoke_dag, dest: Path) -> Path:
 
 def stage_of(dvc_stage: str) -> str:
     """The stage-table stage behind a DVC stage name: `sample_entropy@discs-2` -> `sample`."""
-    from mgdm.pipeline import STAGES
+    from mgdm.workflow.stages import STAGES
 
     name = dvc_stage.split("@")[0]
     return name if name in STAGES else name.rsplit("_", 1)[0]

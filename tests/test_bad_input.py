@@ -15,7 +15,8 @@ import pytest
 from conftest import ROOT, finished_copy, run
 
 from mgdm.config import load
-from mgdm.pipeline import STAGES, Plan, fields
+from mgdm.workflow.stages import STAGES, fields
+from mgdm.workflow.plan import Plan
 
 pytestmark = pytest.mark.slow
 
@@ -78,16 +79,36 @@ def assert_refused(res, stage: str, needle: str, workdir: Path):
     assert not left, f"outputs left behind: {left}"
 
 
-def test_every_stage_has_its_inputs_in_the_matrix():
-    assert {s for s, _ in CASES} == {s for s in STAGES if STAGES[s].deps}
-    assert all(not fields(path) for _, path in CASES)
+@pytest.fixture(scope="module")
+def finished(smoke_dag, tmp_path_factory):
+    """One finished copy shared by the in-process cases; each case puts back what it broke or removed."""
+    return finished_copy(smoke_dag, tmp_path_factory.mktemp("bad_input"))
 
 
 @pytest.mark.parametrize("how", ["unreadable", "foreign"])
 @pytest.mark.parametrize("stage, path", CASES, ids=[f"{s}:{Path(p).name}" for s, p in CASES])
-def test_a_broken_input_is_refused_naming_it(smoke_dag, tmp_path, stage, path, how):
+def test_a_broken_input_is_refused_naming_it(finished, monkeypatch, capsys, stage, path, how):
+    """In-process through `cli.main`, as `mgdm jobs` runs stages (the subprocess path is the test below)."""
+    from mgdm.cli import main
+
+    monkeypatch.chdir(finished)
+    kept = {p: (finished / p).read_bytes() for p in [path, *outputs(stage)] if (finished / p).exists()}
+    try:
+        break_file(finished / path, how)
+        rc = main(command(stage)[1:])
+        err = capsys.readouterr().err
+        assert_refused(type("Res", (), {"returncode": rc, "stderr": err}), stage, path, finished)
+    finally:
+        for p in outputs(stage) + [path]:
+            (finished / p).unlink(missing_ok=True)
+        for p, data in kept.items():
+            (finished / p).write_bytes(data)
+
+
+@pytest.mark.parametrize("stage, path", CASES[:1] + [c for c in CASES if c[0] == "report"][:1])
+def test_a_broken_input_is_refused_by_the_command_line_too(smoke_dag, tmp_path, stage, path):
     workdir = finished_copy(smoke_dag, tmp_path / "w")
-    break_file(workdir / path, how)
+    break_file(workdir / path, "unreadable")
     assert_refused(run(command(stage), workdir, check=False), stage, path, workdir)
 
 

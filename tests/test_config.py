@@ -15,8 +15,11 @@ RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
 @pytest.mark.parametrize("profile", sorted(RAW["profiles"]))
 def test_every_profile_validates(profile):
     config = load(ROOT / "params.yaml", profile)
-    assert config.profile.name == profile
     assert config.sample_sets()[0] == "none"
+    for name in config.sample_sets():  # every set's name says its guidance and its scale, and back
+        guidance, scale = parse_set_name(name)
+        assert scale in [float(v) for v in config.profile.sampling.scales[guidance]]
+        assert name in (set_name(guidance, v) for v in config.profile.sampling.scales[guidance])
 
 
 def broken(path: list[str], value):

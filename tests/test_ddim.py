@@ -7,6 +7,11 @@ from conftest import SCHED, S, GaussianEps, LinearClassifier
 from mgdm.diffusion.unet import ddim_schedulers
 from mgdm.guidance.measures import EPISTEMIC, MEASURES
 from mgdm.sampling.ddim import guided_ddim, invert_ddim, mgdm_two_stage, noise_estimate
+from mgdm.sampling.models import guidance_model
+
+
+def plain_model(model, scheduler, null_label):
+    return guidance_model(model, None, "none", 0.0, scheduler, null_label)
 
 
 def toy(n=64, seed=0):
@@ -20,7 +25,7 @@ def toy(n=64, seed=0):
 def test_inversion_then_decode_reconstructs(steps, bound):
     sampler, inverter, model, x, y = toy()
     x0 = x * S
-    xT = invert_ddim(model, x0, y, inverter, steps, null_label=1)
+    xT = invert_ddim(plain_model(model, sampler, 1), x0, y, inverter, steps)
     assert 0.8 < xT.std() < 1.2, "inverted latents should look like unit noise"
     err = (guided_ddim(model, xT, y, sampler, steps, null_label=1) - x0).abs().mean().item()
     assert err < bound, f"reconstruction error {err:.3f} at {steps} steps"
@@ -71,8 +76,9 @@ def test_guidance_raises_its_measure(name):
 def test_two_stage_without_guidance_returns_stage_one_samples():
     sampler, inverter, model, x, y = toy(64, seed=4)
     stage1 = guided_ddim(model, x, y, sampler, 50, null_label=1)
-    out = mgdm_two_stage(model, x, y, sampler, inverter, 50, null_label=1, guidance_net=LinearClassifier(sampler.alphas_cumprod, 64),
-                         measure=MEASURES["entropy"], scale=0.0)
+    net = LinearClassifier(sampler.alphas_cumprod, 64)
+    plain, unguided = (guidance_model(model, net, k, 0.0, sampler, 1) for k in ("none", "entropy"))
+    out = mgdm_two_stage(plain, unguided, plain, x, y, sampler, inverter, 50)
     assert (out - stage1).abs().mean() < 0.03
 
 
@@ -81,8 +87,9 @@ def test_two_stage_moves_samples_toward_the_boundary_and_keeps_them_close():
     y = torch.randint(0, 3, (128,), generator=torch.Generator().manual_seed(6))
     net, entropy = LinearClassifier(sampler.alphas_cumprod, 64), MEASURES["entropy"]
     stage1 = guided_ddim(model, x, y, sampler, 25, null_label=3)
-    out = mgdm_two_stage(model, x, y, sampler, inverter, 25, null_label=3, guidance_net=net, measure=entropy,
-                         scale=1.0)
+    plain = guidance_model(model, net, "none", 0.0, sampler, 3)
+    out = mgdm_two_stage(plain, guidance_model(model, net, "entropy", 1.0, sampler, 3), plain, x, y, sampler,
+                         inverter, 25)
     t0 = torch.tensor(0)
     assert entropy(net(out, t0), y).mean() > entropy(net(stage1, t0), y).mean()
     # same anatomy: much nearer its own stage-1 sample than an unrelated sample is

@@ -13,8 +13,9 @@ import yaml
 from conftest import ROOT, run, stage_of
 
 from mgdm.config import load
-from mgdm.pipeline import STAGES, Plan
-from mgdm.sources import GLUE, stage_sources
+from mgdm.workflow.stages import STAGES
+from mgdm.workflow.plan import Plan
+from mgdm.workflow.sources import stage_sources
 
 DOWNSTREAM = {"train_classifier", "fidelity", "analyze", "report"}  # what follows `sample` in the smoke DAG
 
@@ -53,15 +54,19 @@ def test_each_stage_depends_on_the_modules_it_imports_and_not_on_the_glue():
     assert "sampling/ddim.py" in short["sample"] and "sampling/ddim.py" in short["train_ddpm"]  # its probe samples
     assert "analysis/tables.py" in short["report"] and "analysis/tables.py" not in short["analyze"]
     assert "classifiers/train.py" in short["train_baseline"] and "diffusion/train.py" not in short["train_baseline"]
-    assert "data/splits.py" in short["preprocess"]  # through the CLI's dataset helper and preprocess itself
-    assert not any(f"{m.removeprefix('mgdm.').replace('.', '/')}.py" in files for files in short.values() for m in GLUE)
+    assert "data/splits.py" in short["preprocess"]
+    for stage, files in short.items():  # each stage's own module (its handler and run) is its code
+        assert f"stages/{stage}.py" in files, stage
+        assert not {"cli.py", "config.py"} & files and not any(f.startswith("workflow/") for f in files), stage
 
 
 @pytest.mark.parametrize("source, stages", [
     ("src/mgdm/analysis/tables.py", {"report"}),
     ("src/mgdm/metrics/fidelity.py", {"fidelity", "report"}),
     ("src/mgdm/sampling/ddim.py", {"train_ddpm", "sample"} | DOWNSTREAM),
-    ("src/mgdm/cli.py", set()),  # glue: finds files and logs, computes nothing
+    ("src/mgdm/stages/fidelity.py", {"fidelity", "report"}),  # a stage's handler is its code
+    ("src/mgdm/cli.py", set()),  # glue: parses, finds files and logs, computes nothing
+    ("src/mgdm/workflow/runner.py", set()),
 ])
 def test_editing_a_source_file_plans_its_stages_and_what_follows_in_snakemake(tmp_workflow, source, stages):
     workdir = finished(tmp_workflow)
@@ -78,6 +83,7 @@ def test_dvc_tracks_code_and_the_narrow_settings_each_stage_reads(tmp_workflow):
     assert dvc_changed(workdir) == set()
     params = workdir / "params.yaml"
     steps = [  # (edit, stages whose own deps or params changed)
+        (lambda: edit(workdir / "src/mgdm/stages/report.py"), {"report"}),  # the stage's handler
         (lambda: edit(workdir / "src/mgdm/analysis/tables.py"), {"report"}),
         (lambda: edit(workdir / "src/mgdm/sampling/ddim.py"), {"report", "train_ddpm", "sample"}),
         (lambda: edit(workdir / "src/mgdm/cli.py"), {"report", "train_ddpm", "sample"}),

@@ -117,7 +117,7 @@ def test_sweep_generator_writes_curves_table_and_floor(tmp_workflow):
 
 
 def test_target_rows_say_met_or_missed_and_by_how_much():
-    from mgdm.generator_sweep import target_rows
+    from mgdm.tools.generator_sweep import target_rows
 
     fidelity = {"domain_fid": 9.0, "floor_domain_fid": 3.0, "domain_recall": 0.4, "floor_domain_recall": 0.9}
     analysis = {"sets": {"none": {"coverage": 0.35, "label_agreement": 0.36, "colour_error": 8.5},

@@ -5,8 +5,8 @@ import json
 from conftest import ROOT, finished_copy, run
 
 from mgdm.config import load
-from mgdm.jobs import downstream_jobs
-from mgdm.pipeline import Plan
+from mgdm.workflow.jobs import downstream_jobs
+from mgdm.workflow.plan import Plan
 
 JOB = "results/smoke/discs/downstream/resnet18/{}/seed0.json"
 

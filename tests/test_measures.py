@@ -67,7 +67,7 @@ def test_guidance_net_dropout_is_off_at_inference_unless_mc_and_keeps_checkpoint
 
 
 def test_equal_push_scale_makes_each_measure_shift_as_far_as_the_reference():
-    from mgdm.guidance.calibrate import table
+    from mgdm.tools.calibrate_scales import table
 
     rows = table({"entropy": 0.5, "bald": 0.01, "classifier": 2.0},
                  {"entropy": [2.0, 5.0], "bald": [2.0], "classifier": [1.0]}, "entropy")

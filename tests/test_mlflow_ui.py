@@ -16,7 +16,7 @@ import pytest
 from conftest import ROOT
 
 from mgdm.config import load
-from mgdm.pipeline import Plan
+from mgdm.workflow.plan import Plan
 
 SCREENSHOTS = ROOT / "results/mlflow-ui"
 

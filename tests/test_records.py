@@ -55,3 +55,23 @@ def test_report_from_records_rewrites_the_same_tables_without_the_jsons(smoke_da
     run(["mgdm", "report", "--profile", "smoke", "--from-records", "--no-mlflow"], work)
     after = {f.name: f.read_text() for f in tables.iterdir() if f.suffix in (".md", ".tex")}
     assert after == before
+
+
+def test_legacy_network_level_inference_is_the_t_over_differences_of_committed_means(tmp_path):
+    from scipy import stats
+
+    from mgdm.analysis.tables import write_table
+    from mgdm.tools.legacy_networks import network_means, table
+
+    means = {"a": (0.50, 0.52), "b": (0.40, 0.43), "c": (0.60, 0.60), "d": (0.55, 0.56)}  # (real, entropy-s2)
+    rows = [{"dataset": "d", "network": n, "adaptation": "as-is", "train set": s, "acc": f"{v:.3f} ± 0.010",
+             "balanced_acc": f"{v:.3f}", "auc": f"{v:.3f}"} for n, (r, e) in means.items()
+            for s, v in (("real", r), ("none", r), ("entropy-s2", e))]
+    import pandas as pd
+
+    write_table(pd.DataFrame(rows), tmp_path / "downstream", "caption")
+    result = table(network_means(tmp_path / "downstream.md"), "entropy", 1.0, 0.05)
+    row = result[(result["family"] == "claims") & (result["comparison"] == "entropy-s2 − real")].iloc[0]
+    ref = stats.ttest_1samp([2.0, 3.0, 0.0, 1.0], 0.0)
+    assert row["n"] == 4 and row["mean"] == pytest.approx(1.5)
+    assert row["ci_low"] == pytest.approx(ref.confidence_interval().low) and row["p"] == pytest.approx(ref.pvalue)

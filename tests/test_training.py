@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 
 from mgdm.data.synthetic import load_synthetic
 from mgdm.config import DDPMConfig, DatasetSpec
-from mgdm.data import preprocess
+from mgdm.stages import preprocess
 from mgdm.data.splits import Dataset, DataError
 from mgdm.diffusion import train as ddpm_train
 from mgdm.files import save_training_state, write_npz
@@ -31,7 +31,7 @@ RECIPE = dict(normalization="standardize", prediction_type="v_prediction", snr_g
 @pytest.mark.parametrize("recipe", [{}, RECIPE], ids=["first-recipe", "v-minsnr-ztsnr-warmup-cosine-flip"])
 def test_resumed_ddpm_training_equals_an_unbroken_run(discs, tmp_path, recipe, monkeypatch):
     cfg = {**CFG, **recipe}
-    ddpm_train.run(discs, DDPMConfig(**cfg), tmp_path / "a" / "model.safetensors", progress=False)
+    ddpm_train.train_ddpm(discs, DDPMConfig(**cfg), tmp_path / "a" / "model.safetensors", progress=False)
 
     def killed_after_first_checkpoint(*args, **kwargs):
         save_training_state(*args, **kwargs)
@@ -40,9 +40,9 @@ def test_resumed_ddpm_training_equals_an_unbroken_run(discs, tmp_path, recipe, m
     # killed right after the step-3 checkpoint, then run again with the state left behind
     monkeypatch.setattr(ddpm_train, "save_training_state", killed_after_first_checkpoint)
     with pytest.raises(KeyboardInterrupt):
-        ddpm_train.run(discs, DDPMConfig(**cfg), tmp_path / "b" / "model.safetensors", progress=False)
+        ddpm_train.train_ddpm(discs, DDPMConfig(**cfg), tmp_path / "b" / "model.safetensors", progress=False)
     monkeypatch.setattr(ddpm_train, "save_training_state", save_training_state)
-    result = ddpm_train.run(discs, DDPMConfig(**cfg), tmp_path / "b" / "model.safetensors", progress=False)
+    result = ddpm_train.train_ddpm(discs, DDPMConfig(**cfg), tmp_path / "b" / "model.safetensors", progress=False)
     assert result["metrics"]["resumed_from"] == 3
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     assert a.keys() == b.keys()
@@ -50,13 +50,13 @@ def test_resumed_ddpm_training_equals_an_unbroken_run(discs, tmp_path, recipe, m
 
 
 def test_changed_settings_do_not_resume(discs, tmp_path):
-    ddpm_train.run(discs, DDPMConfig(**CFG), tmp_path / "model.safetensors", progress=False)
-    result = ddpm_train.run(discs, DDPMConfig(**{**CFG, "lr": 5e-4}), tmp_path / "model.safetensors", progress=False)
+    ddpm_train.train_ddpm(discs, DDPMConfig(**CFG), tmp_path / "model.safetensors", progress=False)
+    result = ddpm_train.train_ddpm(discs, DDPMConfig(**{**CFG, "lr": 5e-4}), tmp_path / "model.safetensors", progress=False)
     assert result["metrics"]["resumed_from"] == 0
 
 
 def test_checkpoint_writes_leave_no_temporary_files(discs, tmp_path):
-    ddpm_train.run(discs, DDPMConfig(**CFG), tmp_path / "model.safetensors", progress=False)
+    ddpm_train.train_ddpm(discs, DDPMConfig(**CFG), tmp_path / "model.safetensors", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.safetensors", "resume.json",
                                                           "resume.safetensors"]
 

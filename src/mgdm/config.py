@@ -340,6 +340,15 @@ class Config:
         """Return the synthetic sets downstream networks train on (`downstream.sets`, default all)."""
         return list(self.profile.downstream.sets) or self.sample_sets()
 
+    def chosen(self, option: str, picked: list | None) -> list:
+        """--seeds / --networks: a part of downstream.<option> (default: all of it); anything else is refused."""
+        allowed = list(getattr(self.profile.downstream, option))
+        picked = picked or allowed
+        if not set(picked) <= set(allowed):
+            raise ConfigError(f"{self.source} (profile {self.profile.name!r}): --{option} {picked} not among "
+                              f"downstream.{option} {allowed}")
+        return picked
+
     def generator_config(self) -> "Config":
         """Return the Config of the profile that makes this one's images (itself unless `generator` is set)."""
         if self.profile.generator is None:

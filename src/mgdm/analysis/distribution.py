@@ -1,4 +1,4 @@
-"""Stage `analyze`: where each synthetic set lies in the reference net's feature space.
+"""Where each synthetic set lies in the reference net's feature space.
 
 Per set: the reference net's predictive entropy (histogram and a KS test against real test
 images), distance to the real class centres, agreement with the conditioning label, density and
@@ -52,7 +52,7 @@ def set_row(model, images, labels, real_f, centres, real_dist, target_mean, k, t
     return row, (f, ent)
 
 
-def run(dataset: Dataset, reference_net: str | Path, synthetic: dict[str, str | Path], cfg: AnalysisConfig,
+def analyze_sets(dataset: Dataset, reference_net: str | Path, synthetic: dict[str, str | Path], cfg: AnalysisConfig,
         figures: dict[str, str | Path], device: str = "cpu", floor_draws: int = 3) -> dict:
     """Write the entropy, embedding and sample figures; return per-set distribution metrics.
 

@@ -44,8 +44,14 @@ def latex_text(text: str) -> str:
 
 def write_table(df: pd.DataFrame, stem: str | Path, caption: str) -> None:
     """Write `df` as <stem>.md and <stem>.tex (a booktabs table that pdflatex compiles)."""
+    # numbers formatted here, and tabulate told not to parse strings: a p value written '1.0e-05' stays that,
+    # not '0.000'
+    cells = df.map(lambda v: f"{v:.3f}" if isinstance(v, float) else v)
+    right = ["right" if pd.api.types.is_numeric_dtype(df[c]) or c.startswith("p") or c.endswith("_p") or c == "mean"
+             else "left" for c in df.columns]
+    markdown = cells.to_markdown(index=False, disable_numparse=True, colalign=right) if len(df.columns) else ""
     with atomic_path(f"{stem}.md") as tmp:
-        tmp.write_text(f"{caption}\n\n{df.to_markdown(index=False, floatfmt='.3f')}\n")
+        tmp.write_text(f"{caption}\n\n{markdown}\n")
     body = df.map(lambda v: latex_text(v) if isinstance(v, str) else v)
     body.columns = [latex_text(c) for c in df.columns]
     with atomic_path(f"{stem}.tex") as tmp:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from mgdm.classifiers.zoo import SmallImageNet, create_network
 from mgdm.config import ClassifierTraining
 from mgdm.files import load_training_state, read_json, save_training_state
-from mgdm.metrics.grading import auc
+from mgdm.classifiers.grading import auc
 
 
 @torch.no_grad()

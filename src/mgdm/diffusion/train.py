@@ -1,4 +1,4 @@
-"""Stage `train_ddpm`: a class-conditional DDPM with per-sample label dropout, EMA and resume.
+"""The class-conditional DDPM's training: per-sample label dropout, EMA, Min-SNR weighting and resume.
 
 The recipe is params (ddpm.*): epsilon or v-prediction, Min-SNR-gamma weighting (diffusers'
 `compute_snr`), linear or cosine betas with optional zero terminal SNR, [-1, 1] or per-channel
@@ -47,7 +47,7 @@ def diffusion_loss(unet, scheduler, x0, y, noise, t, cfg: DDPMConfig) -> torch.T
     return per_sample.mean()
 
 
-def run(dataset: Dataset, cfg: DDPMConfig, out_path: str | Path, seed: int = 0, device: str = "cpu",
+def train_ddpm(dataset: Dataset, cfg: DDPMConfig, out_path: str | Path, seed: int = 0, device: str = "cpu",
         progress: bool = True, probe: Probe | None = None) -> dict:
     """Train and write the EMA UNet to `out_path` (safetensors + JSON); return metrics and history."""
     out_path = Path(out_path)

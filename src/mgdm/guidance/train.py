@@ -1,4 +1,4 @@
-"""Stage `train_guidance_net`: the noise-conditioned classifier on noised real images (uniform t)."""
+"""The noise-conditioned guidance net's training on noised real images (uniform t), and its loading."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def accuracy_by_noise(net, scheduler, images, labels, seed: int) -> dict:
     return out
 
 
-def run(dataset: Dataset, cfg: GuidanceNetConfig, ddpm_cfg: DDPMConfig, out_path: str | Path, seed: int = 0,
+def train_guidance_net(dataset: Dataset, cfg: GuidanceNetConfig, ddpm_cfg: DDPMConfig, out_path: str | Path, seed: int = 0,
         device: str = "cpu", progress: bool = True) -> dict:
     """Train and write the guidance net; return metrics (val accuracy per noise level) and history."""
     out_path = Path(out_path)

@@ -1,4 +1,4 @@
-"""Stage `fidelity`: FID / IS / KID / precision-recall of a synthetic set against the real training set,
+"""FID / IS / KID / precision-recall of a synthetic set against the real training set,
 beside the same numbers for held-out real images (the floor: what a perfect generator would score).
 
 torch-fidelity computes everything. Two feature extractors: its standard Inception-V3 (weights from a
@@ -93,7 +93,7 @@ def fidelity(fake: np.ndarray, real: np.ndarray, extractor: str, weights: str, c
     return {f"{extractor}_{short}": float(out[k]) for k, short in keys.items() if k in out}
 
 
-def run(dataset: Dataset, synthetic: str | Path, reference_net: str | Path, cfg: FidelityConfig,
+def score_set(dataset: Dataset, synthetic: str | Path, reference_net: str | Path, cfg: FidelityConfig,
         device: str = "cpu", floor_draws: int = 3) -> dict:
     """Return fidelity metrics of one synthetic set, and of held-out real images (the floor), per extractor.
 

@@ -1,4 +1,6 @@
-"""Guided DDIM, DDIM inversion, and MGDM's two-stage sampler, as plain functions (k-diffusion style).
+"""Guided DDIM, DDIM inversion, and MGDM's two-stage sampler, as plain functions (k-diffusion style): a
+guidance wraps the UNet into one model function (`guided_model`), and the samplers step whatever model
+function they are given; they never branch on the kind of guidance.
 
 Every guidance acts on the noise estimate:
 
@@ -18,6 +20,8 @@ import torch
 from tqdm import tqdm
 
 Measure = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# a model as the samplers see it: (x_t, t, labels) -> the output DDIM steps with (eps or v), guidance applied
+ModelFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def noise_estimate(unet, x, t, y, null_label: int, cfg_scale: float = 0.0) -> torch.Tensor:
@@ -43,24 +47,44 @@ def measure_gradient(guidance_net, measure: Measure, x, t, y, mc_samples: int = 
         return torch.autograd.grad(measure(logits, y).sum(), x_in)[0]
 
 
-@torch.no_grad()
-def guided_ddim(unet, x, y, scheduler, steps: int, *, null_label: int, cfg_scale: float = 0.0,
-                guidance_net=None, measure: Measure | None = None, scale: float = 0.0, mc_samples: int = 0,
-                eta: float = 0.0, generator: torch.Generator | None = None, callback=None,
-                disable: bool = True) -> torch.Tensor:
-    """Return x_0 decoded from the noise `x` for labels `y` by DDIM under the given guidance."""
-    scheduler.set_timesteps(steps)
-    for i, t in enumerate(tqdm(scheduler.timesteps, desc="ddim", disable=disable, leave=False)):
+def guided_model(unet, *, null_label: int, alphas_cumprod: torch.Tensor, prediction_type: str,
+                 cfg_scale: float = 0.0, guidance_net=None, measure: Measure | None = None, scale: float = 0.0,
+                 mc_samples: int = 0) -> ModelFn:
+    """Return the UNet as a model function with its guidance: CFG mixes the conditional and null outputs, a
+    measure shifts the implied noise by its scaled gradient (as k-diffusion wraps a denoiser)."""
+    def model(x, t, y):
         out = noise_estimate(unet, x, t, y, null_label, cfg_scale)
-        alpha_bar = scheduler.alphas_cumprod[t].to(x)
+        alpha_bar = alphas_cumprod[t].to(x)
         # At zero terminal SNR, x_T holds no image: no measurement of it can guide (and the shift is 1/0).
         if scale and measure is not None and alpha_bar > 0:
             shift = -(1 - alpha_bar).sqrt() * scale * measure_gradient(guidance_net, measure, x, t, y, mc_samples)
-            out = guide(out, shift, alpha_bar, scheduler.config.prediction_type)
+            out = guide(out, shift, alpha_bar, prediction_type)
+        return out
+    return model
+
+
+@torch.no_grad()
+def ddim(model: ModelFn, x, y, scheduler, steps: int, *, eta: float = 0.0, generator: torch.Generator | None = None,
+         callback=None, disable: bool = True) -> torch.Tensor:
+    """Return x_0 decoded from the noise `x` for labels `y` by DDIM with `model`."""
+    scheduler.set_timesteps(steps)
+    for i, t in enumerate(tqdm(scheduler.timesteps, desc="ddim", disable=disable, leave=False)):
+        out = model(x, t, y)
         x = scheduler.step(out, t, x, eta=eta, generator=generator).prev_sample
         if callback is not None:
             callback({"i": i, "t": t, "x": x, "eps": out})
     return x
+
+
+def guided_ddim(unet, x, y, scheduler, steps: int, *, null_label: int, cfg_scale: float = 0.0,
+                guidance_net=None, measure: Measure | None = None, scale: float = 0.0, mc_samples: int = 0,
+                eta: float = 0.0, generator: torch.Generator | None = None, callback=None,
+                disable: bool = True) -> torch.Tensor:
+    """Return `ddim` of the UNet under the given guidance (`guided_model` on the scheduler's schedule)."""
+    model = guided_model(unet, null_label=null_label, alphas_cumprod=scheduler.alphas_cumprod,
+                         prediction_type=scheduler.config.prediction_type, cfg_scale=cfg_scale,
+                         guidance_net=guidance_net, measure=measure, scale=scale, mc_samples=mc_samples)
+    return ddim(model, x, y, scheduler, steps, eta=eta, generator=generator, callback=callback, disable=disable)
 
 
 def guide(model_output, eps_shift, alpha_bar, prediction_type: str) -> torch.Tensor:
@@ -76,24 +100,20 @@ def guide(model_output, eps_shift, alpha_bar, prediction_type: str) -> torch.Ten
 
 
 @torch.no_grad()
-def invert_ddim(unet, x0, y, inverse_scheduler, steps: int, *, null_label: int, cfg_scale: float = 0.0,
-                disable: bool = True) -> torch.Tensor:
-    """Return the noise x_T that deterministic DDIM maps back to `x0` under labels `y` (DDIB-style)."""
+def invert_ddim(model: ModelFn, x0, y, inverse_scheduler, steps: int, *, disable: bool = True) -> torch.Tensor:
+    """Return the noise x_T that deterministic DDIM with `model` maps back to `x0` under labels `y` (DDIB-style)."""
     inverse_scheduler.set_timesteps(steps)
     x = x0
     for t in tqdm(inverse_scheduler.timesteps, desc="invert", disable=disable, leave=False):
-        x = inverse_scheduler.step(noise_estimate(unet, x, t, y, null_label, cfg_scale), t, x).prev_sample
+        x = inverse_scheduler.step(model(x, t, y), t, x).prev_sample
     return x
 
 
-def mgdm_two_stage(unet, noise, y, scheduler, inverse_scheduler, steps: int, *, null_label: int,
-                   guidance_net, measure: Measure, scale: float, mc_samples: int = 0,
-                   stage1_measure: Measure | None = None, stage1_scale: float = 0.0, stage1_cfg: float = 0.0,
-                   disable: bool = True) -> torch.Tensor:
-    """Return MGDM samples: in-distribution samples (stage 1), inverted to noise under their label,
-    decoded again under uncertainty guidance (stage 2): same class and anatomy, nearer the boundary."""
-    x0 = guided_ddim(unet, noise, y, scheduler, steps, null_label=null_label, cfg_scale=stage1_cfg,
-                     guidance_net=guidance_net, measure=stage1_measure, scale=stage1_scale, disable=disable)
-    xT = invert_ddim(unet, x0, y, inverse_scheduler, steps, null_label=null_label, disable=disable)
-    return guided_ddim(unet, xT, y, scheduler, steps, null_label=null_label, guidance_net=guidance_net,
-                       measure=measure, scale=scale, mc_samples=mc_samples, disable=disable)
+def mgdm_two_stage(stage1: ModelFn, stage2: ModelFn, plain: ModelFn, noise, y, scheduler, inverse_scheduler,
+                   steps: int, *, disable: bool = True) -> torch.Tensor:
+    """Return MGDM samples: in-distribution samples (`stage1`), inverted to noise under their label with the
+    unguided `plain` model, decoded again with `stage2` (uncertainty guidance): same class and anatomy,
+    nearer the boundary."""
+    x0 = ddim(stage1, noise, y, scheduler, steps, disable=disable)
+    xT = invert_ddim(plain, x0, y, inverse_scheduler, steps, disable=disable)
+    return ddim(stage2, xT, y, scheduler, steps, disable=disable)

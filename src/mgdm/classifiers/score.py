@@ -1,4 +1,4 @@
-"""Stages `train_reference_net` and `train_classifier`: a zoo network on real (+ synthetic) images."""
+"""Train a zoo network on real (+ synthetic) images, select it on validation, score it on the test split."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from mgdm.config import ClassifierTraining
 from mgdm.data.splits import Dataset, to_model_range
 from mgdm.data.synthetic import load_synthetic
 from mgdm.files import save_model, write_npz
-from mgdm.metrics.grading import grading_metrics
+from mgdm.classifiers.grading import grading_metrics
 
 
-def run(dataset: Dataset, network: str, cfg: ClassifierTraining, seed: int, synthetic: str | Path | None = None,
+def train_and_score(dataset: Dataset, network: str, cfg: ClassifierTraining, seed: int, synthetic: str | Path | None = None,
         model_path: str | Path | None = None, device: str = "cpu", progress: bool = True,
         weights: str | None = None, predictions_path: str | Path | None = None,
         resume_path: str | Path | None = None) -> dict:

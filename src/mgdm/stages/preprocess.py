@@ -12,6 +12,7 @@ from mgdm.data.medmnist import load_medmnist
 from mgdm.data.procedural import make_procedural
 from mgdm.data.splits import SPLITS, DataError, check_splits, resize, save_dataset
 from mgdm.files import write_image_grid
+from mgdm.stages import StageResult
 
 
 def load_raw(name: str, spec: DatasetSpec, data_dir: str | None, seed: int = 0):
@@ -44,3 +45,9 @@ def run(name: str, spec: DatasetSpec, data_dir: str | None, out_dir: str | Path,
     save_dataset(out_dir / "dataset.npz", splits, num_classes, spec.ordinal, name)
     write_image_grid(out_dir / "preview.png", *splits["train"])
     return {"metrics": summary}
+
+
+def main(config, plan, a) -> StageResult:
+    out = plan.paths("preprocess", dataset=a.dataset)
+    result = run(a.dataset, config.dataset(a.dataset), config.data_dir(), Path(out["dataset.npz"]).parent)
+    return StageResult.of(result, [out["preview.png"]])

@@ -16,9 +16,11 @@ from mgdm.config import SamplingConfig, parse_set_name
 from mgdm.diffusion.train import load_ddpm, model_normalization
 from mgdm.diffusion.unet import ddim_schedulers
 from mgdm.files import read_json, write_image_grid, write_json, write_npz
-from mgdm.guidance.measures import EPISTEMIC, MEASURES
 from mgdm.guidance.train import load_guidance_net
-from mgdm.sampling.ddim import guided_ddim, mgdm_two_stage
+from mgdm.data.splits import Dataset
+from mgdm.sampling.ddim import ddim, mgdm_two_stage
+from mgdm.sampling.models import guidance_model
+from mgdm.stages import StageResult
 
 
 def label_plan(cfg: SamplingConfig, train_counts: list[int]) -> np.ndarray:
@@ -35,22 +37,13 @@ def label_plan(cfg: SamplingConfig, train_counts: list[int]) -> np.ndarray:
 def sample_batch(unet, guidance_net, noise, y, guidance: str, scale: float, cfg: SamplingConfig, null_label: int,
                  sampler, inverter, generator) -> torch.Tensor:
     """Return x_0 (in the DDPM's normalized space) for one batch under `guidance` at `scale`."""
-    common = dict(null_label=null_label)
-    if guidance == "mgdm":
-        stage1 = cfg.mgdm.stage1
-        mc = cfg.mc_samples if cfg.mgdm.measure in EPISTEMIC else 0
-        return mgdm_two_stage(unet, noise, y, sampler, inverter, cfg.ddim_steps, guidance_net=guidance_net,
-                              measure=MEASURES[cfg.mgdm.measure], scale=scale, mc_samples=mc,
-                              stage1_measure=MEASURES["classifier"] if stage1 == "classifier" else None,
-                              stage1_scale=cfg.mgdm.stage1_scale if stage1 == "classifier" else 0.0,
-                              stage1_cfg=cfg.mgdm.stage1_scale if stage1 == "cfg" else 0.0, **common)
-    if guidance == "cfg":
-        return guided_ddim(unet, noise, y, sampler, cfg.ddim_steps, cfg_scale=scale, eta=cfg.eta,
-                           generator=generator, **common)
-    measure = MEASURES.get(guidance)  # None for "none"
-    return guided_ddim(unet, noise, y, sampler, cfg.ddim_steps, guidance_net=guidance_net, measure=measure,
-                       scale=scale if measure else 0.0, mc_samples=cfg.mc_samples if guidance in EPISTEMIC else 0,
-                       eta=cfg.eta, generator=generator, **common)
+    def model(kind, s):
+        return guidance_model(unet, guidance_net, kind, s, sampler, null_label, cfg.mc_samples)
+
+    if guidance == "mgdm":  # stage 1 in distribution, stage 2 the uncertainty measure (the set's scale)
+        return mgdm_two_stage(model(cfg.mgdm.stage1, cfg.mgdm.stage1_scale), model(cfg.mgdm.measure, scale),
+                              model("none", 0.0), noise, y, sampler, inverter, cfg.ddim_steps)
+    return ddim(model(guidance, scale), noise, y, sampler, cfg.ddim_steps, eta=cfg.eta, generator=generator)
 
 
 def file_digest(path: str | Path) -> str:
@@ -133,3 +126,14 @@ class Shards:
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def main(config, plan, a) -> StageResult:
+    dataset = Dataset(plan.dataset_file(a.dataset))
+    out = plan.paths("sample", dataset=a.dataset, set=a.set)
+    counts = np.bincount(dataset.numpy("train")[1], minlength=dataset.num_classes).tolist()
+    ddpm = plan.paths("train_ddpm", dataset=a.dataset)["model.safetensors"]
+    guidance = plan.paths("train_guidance_net", dataset=a.dataset)["model.safetensors"]
+    result = run(ddpm, guidance, a.set, config.profile.sampling, counts, out[f"{a.set}.npz"], out[f"{a.set}.png"],
+                 config.profile.device, a.progress)
+    return StageResult.of(result, [out[f"{a.set}.png"]])

@@ -1,10 +1,10 @@
 """The source files each stage runs: Snakemake and DVC rerun a stage when one of them changes.
 
-A stage's code is the mgdm modules its CLI handler (`cli.stage_<name>`) imports, followed through
-every import of those modules, function-local ones included. Read from the source with `ast`, so
-the list cannot drift from the code. Left out is the glue every stage shares only to find its files
-and log its run (GLUE): the CLI, the stage table, the config schema (whose values reach a stage as
-its settings, which both workflow managers already track) and MLflow logging. Editing those reruns
+A stage's code is its module (mgdm.stages.<stage>: its CLI handler and its `run`) and every mgdm module
+imported from there, transitively, function-local imports included. Read from the source with `ast`, so
+the list cannot drift from the code. Left out is the glue every stage shares only to find its files and
+log its run: the CLI, the config schema (whose values reach a stage as its settings, which both workflow
+managers already track) and mgdm.workflow (stage table, plan, runner, MLflow). Editing those reruns
 nothing; editing anything else reruns the stages that import it and everything downstream of them.
 """
 
@@ -14,7 +14,12 @@ import ast
 import functools
 from pathlib import Path
 
-GLUE = frozenset({"mgdm.cli", "mgdm.pipeline", "mgdm.config", "mgdm.tracking", "mgdm.estimate"})
+GLUE = frozenset({"mgdm.cli", "mgdm.config"})
+
+
+def is_glue(module: str) -> bool:
+    """The CLI, the config schema and the DAG's glue (mgdm.workflow: stage table, plan, runner, tracking)."""
+    return module in GLUE or module == "mgdm.workflow" or module.startswith("mgdm.workflow.")
 SOURCE_ROOT = Path("src")  # the checkout's layout: the workflow's code as <workdir>/src/mgdm/...
 
 
@@ -42,12 +47,12 @@ def imported_modules(root: Path, tree: ast.AST) -> set[str]:
 
 def closure(root: Path, modules: set[str]) -> set[str]:
     """`modules` and every mgdm module they import, transitively, less the glue."""
-    seen, todo = set(), set(modules) - GLUE
+    seen, todo = set(), {m for m in modules if not is_glue(m)}
     while todo:
         m = todo.pop()
         seen.add(m)
         tree = ast.parse(module_file(root, m).read_text())
-        todo |= imported_modules(root, tree) - GLUE - seen
+        todo |= {n for n in imported_modules(root, tree) if not is_glue(n)} - seen
     return seen
 
 
@@ -55,23 +60,16 @@ def closure(root: Path, modules: set[str]) -> set[str]:
 def stage_sources(root: str = str(SOURCE_ROOT)) -> dict[str, list[str]]:
     """Return {stage: its source files, as paths under `root`}; {} where `root` holds no mgdm checkout
     (the package installed from an index: its code is then versioned by its release, not tracked)."""
+    from mgdm.workflow.stages import STAGES
+
     base = Path(root)
-    cli = module_file(base, "mgdm.cli")
-    if cli is None:
+    if module_file(base, "mgdm.cli") is None:
         return {}
-    functions = {node.name: node for node in ast.parse(cli.read_text()).body if isinstance(node, ast.FunctionDef)}
     sources = {}
-    for name in (n for n in functions if n.startswith("stage_")):
-        # the handler and the CLI helpers it calls (e.g. the one that opens the dataset)
-        used, todo = set(), {name}
-        while todo:
-            f = todo.pop()
-            used.add(f)
-            todo |= {n.id for n in ast.walk(functions[f]) if isinstance(n, ast.Name) and n.id in functions} - used
-        modules = set().union(*(imported_modules(base, functions[f]) for f in used))
-        files = {module_file(base, m) for m in closure(base, modules)}
+    for name, stage in STAGES.items():
+        files = {module_file(base, m) for m in closure(base, {stage.module})}
         # every package __init__ above a module runs when the module is imported
         files |= {d / "__init__.py" for p in files for d in p.parents if d != base and d.is_relative_to(base)
                   and (d / "__init__.py").is_file()}
-        sources[name.removeprefix("stage_")] = sorted(p.as_posix() for p in files)
+        sources[name] = sorted(p.as_posix() for p in files)
     return sources

@@ -15,11 +15,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mgdm.classifiers.stage import run as train_and_score
+from mgdm.classifiers.score import train_and_score
 from mgdm.classifiers.zoo import NETWORKS
 from mgdm.config import Profile
 from mgdm.data.splits import Dataset
 from mgdm.files import read_json, write_json
+from mgdm.config import ConfigError
+from mgdm.tools import open_dataset, open_tool
 
 CHANCE_AUC_MARGIN = 0.1
 
@@ -58,3 +60,35 @@ def table(rows: list[dict], dataset: Dataset) -> pd.DataFrame:
 
 def networks(profile: Profile, only: list[str]) -> list[str]:
     return only or list(profile.zoo.networks or NETWORKS)
+
+
+def main(a) -> int:
+    from mgdm.analysis.tables import write_table
+    from mgdm.machine import cpu_name
+
+    config, plan, name = open_tool(a)
+    p = config.profile
+    dataset = open_dataset(plan, name)
+    out_dir = Path(plan.root) / name / "zoo"
+    rows = []
+    chosen = networks(p, a.network)
+    for network in chosen:
+        path = out_dir / f"{network}.json"
+        if a.table_only and not path.exists():
+            continue
+        row = survey_network(dataset, p, network, out_dir, not a.no_progress)
+        rows.append(row)
+        print(f"{network}: {row['s_per_epoch']:.1f} s/epoch, test acc {row['acc']:.3f}, auc {row['auc']:.3f}")
+    if not rows:
+        raise ConfigError(f"{out_dir}: no surveyed network yet; run without --table-only")
+    missing = [n for n in chosen if n not in {r["network"] for r in rows}]
+    threads = "/".join(sorted({str(r.get("threads", "unrecorded")) for r in rows}))  # as each network ran
+    write_table(table(rows, dataset), Path(plan.root) / "tables" / "zoo",
+                f"The zoo on real {name} (profile `{p.name}`): each network trained from scratch for "
+                f"{p.zoo.epochs} epochs (downstream optimiser, batch {p.downstream.batch_size}, lr {p.downstream.lr}, "
+                f"seed {p.zoo.seed}), epoch selected on validation AUC, scored on the test split; seconds per "
+                f"epoch on {cpu_name()} with {threads} torch threads "
+                f"({p.device}). Flagged: test AUC within {CHANCE_AUC_MARGIN} of chance or ACC not "
+                "above the majority class." + (f" Not yet surveyed: {', '.join(missing)}." if missing else ""))
+    print(f"wrote {plan.root}/tables/zoo.md ({len(rows)} networks)")
+    return 0

@@ -22,6 +22,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from mgdm.config import DDPMConfig, Profile  # noqa: E402
+from mgdm.config import ConfigError  # noqa: E402
+from mgdm.tools import open_dataset, open_tool  # noqa: E402
 from mgdm.data.normalization import encode_split  # noqa: E402
 from mgdm.data.splits import Dataset  # noqa: E402
 from mgdm.diffusion import train as ddpm_train  # noqa: E402
@@ -97,7 +99,7 @@ def run_variant(dataset: Dataset, profile: Profile, name: str, reference_net: st
     cfg = cfg.model_copy(update={"steps": steps, "probe_every": every, "checkpoint_every": every})
     probe = FidelityProbe(dataset, reference_net, cfg.probe_images, cfg.probe_steps, profile.sampling.seed,
                           profile.device, profile.analysis.knn_k)
-    result = ddpm_train.run(dataset, cfg, out_dir / name / "model.safetensors", seed, profile.device, progress, probe)
+    result = ddpm_train.train_ddpm(dataset, cfg, out_dir / name / "model.safetensors", seed, profile.device, progress, probe)
     record = {"variant": name, "overrides": overrides, "recipe": recipe(cfg), "s_per_step": s_step, "steps": steps,
               "train_s": result["metrics"]["train_s"],
               "final": {k: result["metrics"][k] for k in METRICS},
@@ -212,3 +214,38 @@ def target_rows(targets: dict[str, float], fidelity: dict, analysis: dict) -> li
         rows.append({"target": f"{what} {direction} {target:g}", "none set": value, "floor": at_floor,
                      "met": "yes" if gap >= 0 else f"no, by {-gap:.3g}"})
     return rows
+
+
+def main(a) -> int:
+    from mgdm.files import read_json
+
+    config, plan, name = open_tool(a)
+    p = config.profile
+    unknown = [v for v in a.variant if v not in p.generator_sweep.variants]
+    if unknown:
+        raise ConfigError(f"{a.params} (profile {p.name!r}): unknown generator_sweep variant(s) {unknown}; "
+                          f"defined: {', '.join(p.generator_sweep.variants)}")
+    dataset = open_dataset(plan, name)
+    reference = plan.paths("train_reference_net", dataset=name)["model.safetensors"]
+    if not Path(reference).exists():
+        raise ConfigError(f"{reference}: reference net not found; run `mgdm train-reference-net --profile {p.name} "
+                          f"--dataset {name}` first (the probe scores in its features)")
+    out_dir = Path(plan.root) / name / "generator_sweep"
+    names = a.variant or list(p.generator_sweep.variants)
+    if not a.table_only:
+        timings = step_timings(dataset, p, names, out_dir / "step_timings.json")
+        for v in names:
+            r = run_variant(dataset, p, v, reference, out_dir, timings[v], p.ddpm.seed, not a.no_progress)
+            print(f"{v}: " + ", ".join(f"{k.removeprefix('probe_')} {r['final'][k]:.3f}" for k in METRICS))
+    records = [read_json(out_dir / f"{v}.json") for v in p.generator_sweep.variants if (out_dir / f"{v}.json").exists()]
+    full = profile_record(Path(plan.root) / name / "ddpm", p)
+    records += [full] if full else []
+    floor = real_floor(dataset, p, reference)
+    targets = None
+    fid_json, analysis_json = plan.metrics_path("fidelity", dataset=name, set="none"), plan.metrics_path("analyze", dataset=name)
+    if p.generator_sweep.targets and Path(fid_json).exists() and Path(analysis_json).exists():
+        targets = target_rows(p.generator_sweep.targets, read_json(fid_json), read_json(analysis_json))
+    write_outputs(records, floor, p, name, Path(plan.root) / "tables" / "generator",
+                  Path(plan.root) / "figures" / "generator.png", targets)
+    print(f"wrote {plan.root}/tables/generator.md and {plan.root}/figures/generator.png ({len(records)} variants)")
+    return 0

@@ -23,6 +23,7 @@ import multiprocessing
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +35,11 @@ from mgdm.diffusion.unet import ddim_schedulers, make_unet, scheduler_config, tr
 from mgdm.guidance.measures import MEASURES
 from mgdm.guidance.noisy_classifier import NoisyClassifier
 from mgdm.machine import cpu_name
-from mgdm.pipeline import Plan
+from mgdm.workflow.plan import Plan
+from mgdm.config import ConfigError
+from mgdm.tools import open_tool
 from mgdm.sampling.ddim import guided_ddim, mgdm_two_stage
+from mgdm.sampling.models import guidance_model
 
 
 def bf16_supported() -> bool:
@@ -159,8 +163,10 @@ def run(plan: Plan, dataset: str, repeats: int = 3, sample_steps: int = 10, with
         "measure": lambda: guided_ddim(unet, xs, ys, sampler, sample_steps, null_label=k, guidance_net=net,
                                        measure=entropy, scale=1.0),
         "cfg": lambda: guided_ddim(unet, xs, ys, sampler, sample_steps, null_label=k, cfg_scale=1.0),
-        "mgdm": lambda: mgdm_two_stage(unet, xs, ys, sampler, inverter, sample_steps, null_label=k,
-                                       guidance_net=net, measure=entropy, scale=1.0, stage1_cfg=1.0),
+        "mgdm": lambda: mgdm_two_stage(guidance_model(unet, net, "cfg", 1.0, sampler, k),
+                                       guidance_model(unet, net, "entropy", 1.0, sampler, k),
+                                       guidance_model(unet, net, "none", 0.0, sampler, k), xs, ys, sampler, inverter,
+                                       sample_steps),
     }
     plain = {"measure": lambda: plain_guided_ddim(unet, net, xs, ys, sampler, sample_steps),
              "cfg": lambda: plain_cfg_ddim(unet, xs, ys, sampler, sample_steps, k)}
@@ -365,3 +371,20 @@ def markdown(result: dict) -> str:
             lines.append(f"| {kernel} | {tp['one_2thread_job_per_s']:.3f} | {tp['two_1thread_jobs_per_s']:.3f} | "
                          f"{tp['speedup']:.2f} | {diff} |")
     return "\n".join(lines) + "\n"
+
+
+def main(a) -> int:
+    from mgdm.files import atomic_path, write_json
+
+    _, plan, name = open_tool(a)
+    data = plan.paths("preprocess", dataset=name)["dataset.npz"]
+    if not Path(data).exists():
+        raise ConfigError(f"{data}: not found; run `mgdm preprocess --profile {plan.profile} --dataset {name}` first "
+                          "(the benchmark uses the dataset's channels, classes and size)")
+    out = Path(a.output or f"results/bench/{plan.profile}.json")
+    result = run(plan, name, a.repeats, with_variants=a.variants)
+    write_json(out, result)
+    with atomic_path(out.with_suffix(".md")) as tmp:
+        tmp.write_text(markdown(result))
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0

@@ -12,7 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from mgdm.files import read_json
-from mgdm.pipeline import STAGES, Plan
+from mgdm.config import load
+from mgdm.workflow.stages import STAGES
+from mgdm.workflow.plan import Plan
 
 UNET_STEP_S = 0.55 / (64 * 28 * 28 * 1.1e6)  # per image-pixel-parameter
 UNET_FORWARD_S = 0.14 / (50 * 28 * 28 * 1.1e6)
@@ -117,3 +119,10 @@ def estimate(plan: Plan, data_dir: str | None = None) -> str:
     lines += [""] + notes + [f"total: about {total / 60:.0f} min of compute on 2 cores (device {p.device}); "
               "stages without a dependency between them run side by side with --cores > 2"]
     return "\n".join(lines)
+
+
+def main(a) -> int:
+
+    config = load(a.params, a.profile)
+    print(estimate(Plan(config, a.params), config.data_dir()))
+    return 0

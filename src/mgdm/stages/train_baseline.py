@@ -1,0 +1,33 @@
+"""Stage `train_baseline`: a downstream network on real images only, scored on the test split: the
+reference every synthetic set is paired against (same network, seed and data order)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mgdm.classifiers.score import train_and_score
+from mgdm.config import DownstreamConfig
+from mgdm.data.splits import Dataset
+from mgdm.stages import StageResult
+
+
+def run(dataset: Dataset, network: str, cfg: DownstreamConfig, seed: int, predictions_path: str | Path,
+        resume_path: str | Path, synthetic: str | Path | None = None, device: str = "cpu",
+        progress: bool = True) -> StageResult:
+    """Train on real (+ `synthetic`) images, select on validation AUC, write the test predictions."""
+    return StageResult.of(train_and_score(dataset, network, cfg, seed, synthetic, device=device, progress=progress,
+                                          predictions_path=predictions_path, resume_path=resume_path))
+
+
+def job_files(plan, stage: str, a) -> dict:
+    """A downstream job's test-prediction file and its resume state (beside its metrics JSON)."""
+    from mgdm.workflow.stages import STAGES
+
+    out = plan.paths(stage, **{k: getattr(a, k) for k in STAGES[stage].matrix})
+    return {"predictions_path": out[f"seed{a.seed}_test.npz"],
+            "resume_path": out[f"seed{a.seed}.json"].replace(".json", ".resume.safetensors")}
+
+
+def main(config, plan, a) -> StageResult:
+    return run(Dataset(plan.dataset_file(a.dataset)), a.network, config.profile.downstream, a.seed,
+               device=config.profile.device, progress=a.progress, **job_files(plan, "train_baseline", a))

@@ -1,0 +1,24 @@
+"""Commands outside the DAG: benchmark, generator sweep, zoo survey, scale calibration, power."""
+
+from __future__ import annotations
+
+
+def open_tool(a):
+    """Load the profile, apply --threads, pick --dataset (default: the profile's first): the shared start of the
+    commands outside the DAG. Returns (config, plan, dataset name)."""
+    from mgdm.config import load
+    from mgdm.workflow.plan import Plan
+
+    config = load(a.params, a.profile)
+    plan = Plan(config, a.params)
+    if getattr(a, "threads", 0):
+        import torch
+
+        torch.set_num_threads(a.threads)
+    return config, plan, a.dataset or plan.values["dataset"][0]
+
+
+def open_dataset(plan, name: str):
+    from mgdm.data.splits import Dataset
+
+    return Dataset(plan.dataset_file(name))

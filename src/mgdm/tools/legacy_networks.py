@@ -1,0 +1,71 @@
+"""`mgdm legacy-networks`: network-level inference for a profile whose run records were never committed.
+
+Profiles reported before `records/runs.csv` existed keep only their tables. Their downstream table holds each
+network's mean over its seeds, and every (network, seed) pair is complete, so each network's mean paired
+difference is the difference of two committed means. That is all the network-level inference needs (the t
+interval over network means, df = networks - 1), so it can be recomputed from git; the means are printed to
+3 decimals, so each network's difference carries up to 0.1 point of rounding.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from mgdm.analysis import paired
+from mgdm.analysis.tables import write_table
+from mgdm.config import ConfigError
+from mgdm.tools import open_tool
+
+METRICS = ("acc", "balanced_acc", "auc")
+
+
+def network_means(path: Path) -> pd.DataFrame:
+    """Per-network means (fractions) of a committed downstream.md: network, train set, and METRICS."""
+    if not path.exists():
+        raise ConfigError(f"{path}: not found (the profile has no committed downstream table)")
+    lines = [line for line in path.read_text().split("\n\n", 1)[1].splitlines() if line.startswith("|")]
+    cols = [c.strip() for c in lines[0].strip("|").split("|")]
+    df = pd.DataFrame([[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]], columns=cols)
+    for m in METRICS:
+        df[m] = df[m].str.split(" ").str[0].astype(float)
+    return df
+
+
+def table(means: pd.DataFrame, mgdm_measure: str, margin: float, alpha: float) -> pd.DataFrame:
+    """The claims (accuracy) and every set against real-only and classifier guidance (each metric), at the
+    network level, Holm-adjusted per metric family, with verdicts."""
+    runs = means.assign(seed=0, dataset=means.get("dataset", "-"))
+    sets = [s for s in means["train set"].unique() if s != "real"]
+    claims = paired.claims_table(runs, sets, mgdm_measure, "acc", None, margin, alpha)
+    rows = [claims[claims["inference"] == "networks"].assign(metric="acc", family="claims")]
+    for m in METRICS:
+        t = paired.comparisons_table(runs, sets, [m], None, margin, alpha)
+        rows.append(t[t["inference"] == "networks"].assign(family=f"sets, {m}"))
+    out = pd.concat(rows, ignore_index=True)
+    out["comparison"] = out["comparison"].fillna(out["train set"] + " − " + out["vs"])
+    out = out[["family", "comparison", "metric", "inference", "n", "mean", "ci_low", "ci_high", "p", "p_margin",
+               "sd"]].reset_index(drop=True)
+    parts = []
+    for _, g in out.groupby("family", sort=False):  # each family is one table for Holm
+        parts.append(paired.adjust(g.assign(wilcoxon_p=float("nan"), d_z=float("nan"), mcnemar_p=float("nan"),
+                                            pairs=g["n"], networks=g["n"]), margin, alpha))
+    return pd.concat(parts, ignore_index=True)
+
+
+def main(a) -> int:
+    config, plan, _ = open_tool(a)
+    p = config.profile
+    means = network_means(Path(plan.root) / "tables" / "downstream.md")
+    result = table(means, p.sampling.mgdm.measure, p.inference.margin, p.inference.alpha)
+    shown = paired.format_table(result).drop(columns=["pairs", "wilcoxon_p", "d_z", "mcnemar_p"])
+    write_table(shown, Path(plan.root) / "tables" / "networks",
+                f"Network-level inference for `{p.name}`, recomputed from the per-network means in its committed "
+                f"downstream.md (its run records were not kept): each network's mean paired difference (points) is "
+                f"one unit, t interval over {means['network'].nunique()} networks (df = networks − 1). p: two-sided "
+                f"t; p_margin: one-sided t of H0 'gain ≥ {p.inference.margin:g}'; Holm-adjusted within each family "
+                f"(the claims on accuracy; every set against real-only and classifier guidance, per metric). Means "
+                f"are printed to 3 decimals, so each network's difference carries up to 0.1 point of rounding.")
+    print(f"wrote {plan.root}/tables/networks.md ({len(result)} comparisons)")
+    return 0

@@ -1,0 +1,107 @@
+"""The one table of stages, from which the Snakemake rules, dvc.yaml and the CLI's output paths are written.
+
+Each stage names its matrix (the wildcards it runs over), its command, what it reads and what it writes,
+and its module (mgdm.stages.<name>: its CLI handler and its `run`). Placeholders in a path that are not in
+the stage's matrix are expanded over all their values (a stage that gathers, like `analyze` over every
+synthetic set). So the two workflow managers and the code cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+
+
+TABLES = ("downstream", "paired", "claims", "fidelity", "distribution", "guidance_net", "runtime")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    matrix: tuple[str, ...]
+    args: str  # CLI arguments after `mgdm <name>`, with {wildcards}
+    deps: tuple[str, ...]
+    outs: tuple[str, ...]
+    metrics: str | None = None  # a JSON of metrics (DVC `metrics:`, also logged to MLflow)
+    # the settings the stage reads (rerun when they change): profile keys, dotted for part of a section,
+    # and DATASET for the dataset's own entry in params.yaml
+    params: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()  # dotted parts of `params` the stage's result does not depend on
+    committed: tuple[str, ...] = field(default_factory=tuple)  # outs kept in git (DVC cache: false)
+    threads: int = 1
+    priority: int = 0  # Snakemake starts higher first: the DDPM is the long pole of every DAG
+
+    @property
+    def module(self) -> str:
+        """The module holding the stage's CLI handler (`main`) and its `run`."""
+        return f"mgdm.stages.{self.name}"
+
+
+# {gen}: where the profile that makes the images keeps its files (the profile's own root unless it sets
+# `generator`); {root}: this profile's. The generator's files are shared by every profile built on it.
+D = "{gen}/{dataset}"
+R = "{root}/{dataset}"
+DATA = f"{D}/data/dataset.npz"
+DDPM = f"{D}/ddpm/model.safetensors"
+GUIDANCE_NET = f"{D}/guidance_net/model.safetensors"
+REFERENCE_NET = f"{D}/reference_net/model.safetensors"
+SAMPLES = f"{D}/samples/{{set}}.npz"
+FIGURES = "{gen}/figures"
+DATASET = "datasets.{dataset}"
+# what the guidance net reads of the DDPM's section: the noise schedule and the data's encoding
+SCHEDULE = tuple(f"ddpm.{k}" for k in ("normalization", "schedule", "train_timesteps", "zero_terminal_snr",
+                                       "timestep_spacing", "prediction_type"))
+
+# which downstream jobs exist, not how one trains (its network, set and seed are in its wildcards)
+GRID = ("downstream.networks", "downstream.seeds", "downstream.sets")
+
+STAGES = {s.name: s for s in [
+    Stage("preprocess", ("dataset",), "--dataset {dataset}", (),
+          (DATA, f"{D}/data/preview.png"), f"{D}/data/summary.json", (DATASET,)),
+    Stage("train_ddpm", ("dataset",), "--dataset {dataset}", (DATA, REFERENCE_NET),
+          (DDPM, f"{D}/ddpm/model.json"), f"{D}/ddpm/metrics.json",
+          ("ddpm", "sampling.seed", "analysis.knn_k"), threads=2, priority=10),  # the last two: its fidelity probe
+    Stage("train_guidance_net", ("dataset",), "--dataset {dataset}", (DATA,),
+          (GUIDANCE_NET, f"{D}/guidance_net/model.json"), f"{D}/guidance_net/metrics.json", ("guidance_net", *SCHEDULE),
+          priority=5),
+    Stage("train_reference_net", ("dataset",), "--dataset {dataset}", (DATA,),
+          (REFERENCE_NET, f"{D}/reference_net/model.json"), f"{D}/reference_net/metrics.json", ("reference_net",)),
+    Stage("sample", ("dataset", "set"), "--dataset {dataset} --set {set}", (DATA, DDPM, GUIDANCE_NET),
+          (SAMPLES, f"{D}/samples/{{set}}.png"), f"{D}/samples/{{set}}.json", ("sampling",),
+          # the scale grid says which sets exist; a set's own guidance and scale are in its name
+          # 1 thread: two sets side by side, bit-identical to one 2-thread set at a time; the cpu profile's
+          # 9 sets under `snakemake --cores 2` took 1508 s instead of 1733 (README, Speed)
+          ignore=("sampling.scales",), priority=5),
+    Stage("fidelity", ("dataset", "set"), "--dataset {dataset} --set {set}", (DATA, SAMPLES, REFERENCE_NET),
+          (), f"{D}/fidelity/{{set}}.json", ("fidelity",)),
+    Stage("train_baseline", ("dataset", "network", "seed"), "--dataset {dataset} --network {network} --seed {seed}",
+          (DATA,), (f"{R}/downstream/{{network}}/real/seed{{seed}}_test.npz",),
+          f"{R}/downstream/{{network}}/real/seed{{seed}}.json", ("downstream",), ignore=GRID),
+    Stage("train_classifier", ("dataset", "network", "set", "seed"),
+          "--dataset {dataset} --network {network} --set {set} --seed {seed}", (DATA, SAMPLES),
+          (f"{R}/downstream/{{network}}/{{set}}/seed{{seed}}_test.npz",),
+          f"{R}/downstream/{{network}}/{{set}}/seed{{seed}}.json", ("downstream",), ignore=GRID),
+    Stage("analyze", ("dataset",), "--dataset {dataset}", (DATA, REFERENCE_NET, SAMPLES),
+          (f"{FIGURES}/{{dataset}}_entropy.png", f"{FIGURES}/{{dataset}}_embedding.png",
+           f"{FIGURES}/{{dataset}}_samples.png"), f"{D}/analysis/distribution.json", ("analysis",),
+          committed=("figures",)),
+    Stage("report", (), "",
+          (f"{D}/data/summary.json", f"{D}/ddpm/metrics.json", f"{D}/guidance_net/metrics.json",
+           f"{D}/reference_net/metrics.json", f"{D}/samples/{{set}}.json", f"{D}/fidelity/{{set}}.json",
+           f"{R}/downstream/{{network}}/real/seed{{seed}}.json", f"{R}/downstream/{{network}}/{{set}}/seed{{seed}}.json",
+           f"{R}/downstream/{{network}}/real/seed{{seed}}_test.npz",
+           f"{R}/downstream/{{network}}/{{set}}/seed{{seed}}_test.npz", f"{D}/analysis/distribution.json"),
+          ("{root}/records/images.json", "{root}/records/runs.csv")
+          + tuple(f"{{root}}/tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex"))
+          + ("{root}/figures/downstream.png", "{root}/figures/fidelity_vs_downstream.png"),
+          "{root}/tables/report.json", ("sampling.mgdm.measure", "inference"),
+          committed=("records", "tables", "figures")),
+]}
+
+
+def fields(pattern: str) -> list[str]:
+    return [f for _, f, _, _ in string.Formatter().parse(pattern) if f]
+
+
+GENERATOR_STAGES = ("preprocess", "train_ddpm", "train_guidance_net", "train_reference_net", "sample", "fidelity",
+                    "analyze")

@@ -1,0 +1,109 @@
+"""Known answers for the stages' own arithmetic, without running the DAG: the tables, the distribution
+analysis, the fidelity floor and the sample stage's plan and guidance."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mgdm.analysis.tables import downstream_table, write_table
+from mgdm.classifiers.zoo import create_network
+from mgdm.config import AnalysisConfig, DatasetSpec, FidelityConfig, SamplingConfig
+from mgdm.data.splits import Dataset
+from mgdm.files import save_model, write_npz
+from mgdm.stages import preprocess
+
+
+@pytest.fixture(scope="module")
+def discs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("discs")
+    spec = DatasetSpec(source="procedural", image_size=16, num_classes=3, channels=1, n_train=120, n_val=30,
+                       n_test=45)
+    preprocess.run("discs", spec, None, out)
+    return Dataset(out / "dataset.npz")
+
+
+@pytest.fixture(scope="module")
+def reference(discs, tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_network("resnet18", discs.num_classes, discs.channels, discs.image_size)
+    path = tmp_path_factory.mktemp("ref") / "model.safetensors"
+    save_model(path, model, {"kind": "classifier", "network": "resnet18", "num_classes": discs.num_classes,
+                             "in_chans": discs.channels, "image_size": discs.image_size})
+    return path
+
+
+def test_downstream_table_means_seeds_and_subtracts_the_real_only_mean():
+    runs = pd.DataFrame([{"dataset": "d", "network": "n", "adaptation": "as-is", "train set": s, "seed": seed,
+                          "acc": acc, "auc": 0.7} for s, accs in (("real", (0.50, 0.54)), ("none", (0.55, 0.57)))
+                         for seed, acc in enumerate(accs)])
+    table = downstream_table(runs).set_index("train set")
+    assert table.loc["none", "acc"] == "0.560 ± 0.014" and table.loc["real", "acc"] == "0.520 ± 0.028"
+    assert table.loc["none", "Δacc vs real"] == pytest.approx(0.04)
+
+
+def test_tables_print_p_values_as_given(tmp_path):
+    write_table(pd.DataFrame({"set": ["a", "b"], "p": ["1.0e-05", "0.00089"], "mean": [0.12345, 2.0]}),
+                tmp_path / "t", "caption")
+    md = (tmp_path / "t.md").read_text()
+    assert "1.0e-05" in md and "0.00089" in md and "0.123" in md and "0.000 " not in md
+
+
+def synthetic_from_real(discs, path, split="train"):
+    images, labels = discs.numpy(split)
+    write_npz(path, images=images, labels=labels.astype(np.int64))
+    return path
+
+
+def test_the_real_training_images_as_a_synthetic_set_sit_exactly_on_the_real_data(discs, reference, tmp_path):
+    from mgdm.analysis.distribution import analyze_sets
+
+    sets = {"copy": synthetic_from_real(discs, tmp_path / "copy.npz")}
+    figures = {k: tmp_path / f"{k}.png" for k in ("entropy", "embedding", "samples")}
+    rows = analyze_sets(discs, reference, sets, AnalysisConfig(), figures)["sets"]
+    copy = rows["copy"]
+    assert copy["colour_error"] < 0.5  # grey levels: the same pixels (a subset in the same class mix); sets: 3-15
+    assert copy["centre_distance"] == pytest.approx(1.0, rel=0.25)  # 1 = the real average distance
+    assert copy["coverage"] > rows["real-heldout"]["coverage"] - 0.05
+
+
+def test_fid_of_a_set_against_itself_is_zero_and_the_floor_is_above_it(discs, reference):
+    from mgdm.metrics.fidelity import fidelity
+
+    real, _ = discs.numpy("train")
+    cfg = FidelityConfig(feature_extractors=["domain"], kid_subset_size=10, batch_size=64)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        same = fidelity(real, real, "domain", str(reference), cfg, cache, "cpu")
+        held = fidelity(discs.numpy("test")[0], real, "domain", str(reference), cfg, cache, "cpu")
+    assert same["domain_fid"] == pytest.approx(0.0, abs=1e-3)
+    assert held["domain_fid"] > same["domain_fid"] + 1e-3
+
+
+def test_the_sample_stage_plans_its_labels_and_none_ignores_the_guidance_net():
+    from mgdm.diffusion.unet import ddim_schedulers
+    from mgdm.sampling.models import guidance_model
+    from mgdm.stages.sample import label_plan
+
+    cfg = SamplingConfig(ddim_steps=5, per_class=4, batch_size=8, scales={"none": [0]})
+    assert label_plan(cfg, [30, 10, 20]).tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    train = SamplingConfig(ddim_steps=5, per_class=4, batch_size=8, class_counts="train", scales={"none": [0]})
+    assert np.bincount(label_plan(train, [30, 10, 20])).tolist() == [6, 2, 4]  # 12 images, the train mix
+
+    sampler, _ = ddim_schedulers(dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4,
+                                      beta_end=2e-2, clip_sample=True, prediction_type="epsilon"))
+
+    def unet(x, t, class_labels=None):
+        return type("Out", (), {"sample": 0.5 * x + class_labels.view(-1, 1, 1, 1)})
+
+    def explode(*a, **k):
+        raise AssertionError("the guidance net must not run for `none`")
+
+    x, y, t = torch.randn(2, 1, 4, 4), torch.tensor([0, 1]), torch.tensor(500)
+    out = guidance_model(unet, explode, "none", 7.0, sampler, 3)(x, t, y)
+    assert torch.equal(out, unet(x, t, y).sample)
+    cfg_out = guidance_model(unet, explode, "cfg", 2.0, sampler, 3)(x, t, y)  # eps_c + w (eps_c - eps_u)
+    assert torch.allclose(cfg_out, 0.5 * x + y.view(-1, 1, 1, 1) + 2.0 * (y.view(-1, 1, 1, 1) - 3))
+    with pytest.raises(ValueError, match="unknown guidance 'typo'"):
+        guidance_model(unet, explode, "typo", 1.0, sampler, 3)
