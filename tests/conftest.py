@@ -60,6 +60,14 @@ def workflow_copy(dest: Path) -> Path:
     return dest
 
 
+def debian_command(names: tuple[str, ...], packages: list[str]) -> str | None:
+    """The first of `names` on PATH, installing Debian's `packages` first where this runs as root with apt."""
+    if not any(shutil.which(c) for c in names) and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-q", *packages], capture_output=True, timeout=900,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return next((shutil.which(c) for c in names if shutil.which(c)), None)
+
+
 def run(cmd, cwd, check=True, **kw):
     res = subprocess.run(cmd, cwd=cwd, env=mgdm_env(), capture_output=True, text=True, **kw)
     if check and res.returncode != 0:

@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT, finished_copy, run
 
 from mgdm.config import load
-from mgdm.workflow.stages import STAGES, fields
+from mgdm.workflow.stages import STAGES
 from mgdm.workflow.plan import Plan
 
 pytestmark = pytest.mark.slow

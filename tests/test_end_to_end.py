@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import run
+from conftest import finished_copy, run
 from mgdm.config import load
 from mgdm.workflow.stages import STAGES, TABLES
 from mgdm.workflow.plan import Plan
@@ -65,15 +65,23 @@ def test_snakemake_runs_the_smoke_dag(smoke_dag):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def test_dvc_repro_runs_the_smoke_dag(tmp_workflow):
-    run(["dvc", "init", "--no-scm", "-q"], tmp_workflow)
-    run(["mgdm", "dvc-yaml", "--profile", "smoke"], tmp_workflow)
-    run(["dvc", "repro", "-q"], tmp_workflow)
-    check_outputs(tmp_workflow)
-    assert len(mlflow_runs(tmp_workflow)) == smoke_jobs(tmp_workflow)  # DVC has no hooks: no parent run
-    status = run(["dvc", "status"], tmp_workflow)
-    assert "up to date" in status.stdout
-    plots = run(["dvc", "plots", "show", "--json"], tmp_workflow).stdout
+def test_dvc_repro_reruns_a_removed_set_and_what_follows(smoke_dag, tmp_path):
+    """DVC on a finished smoke run (recorded with `dvc commit`), less one set: `dvc repro` runs that set's
+    stages and the gathering ones, nothing else, and leaves the pipeline up to date."""
+    work = finished_copy(smoke_dag, tmp_path / "w")
+    run(["dvc", "init", "--no-scm", "-q"], work)
+    run(["mgdm", "dvc-yaml", "--profile", "smoke"], work)
+    run(["dvc", "commit", "-f", "-q"], work)
+    for suffix in (".npz", ".png", ".json"):
+        (work / f"results/smoke/discs/samples/entropy-s2{suffix}").unlink()
+    before = len(mlflow_runs(work))
+    res = run(["dvc", "repro"], work)
+    ran = {line.split("'")[1].split("@")[0] for line in res.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"sample_entropy", "fidelity_entropy", "train_classifier_entropy", "analyze", "report"}, ran
+    check_outputs(work)
+    assert len(mlflow_runs(work)) == before + 5  # DVC has no hooks: no parent run
+    assert "up to date" in run(["dvc", "status"], work).stdout
+    plots = run(["dvc", "plots", "show", "--json"], work).stdout
     for name in ("discs_samples.png", "entropy-s2.png", "downstream.png", "preview.png"):
         assert name in plots, f"{name} is not among dvc's plots"
 

@@ -1,11 +1,9 @@
 """The paper tables are real LaTeX: one document of every committed .tex table compiles with pdflatex."""
 
-import os
-import shutil
 import subprocess
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, debian_command
 
 from mgdm.analysis.tables import latex_text
 
@@ -18,17 +16,9 @@ PREAMBLE = r"""\documentclass{article}
 """
 
 
-def find_pdflatex() -> str | None:
-    """pdflatex: found, or installed from Debian's texlive packages where this runs as root with apt."""
-    if not shutil.which("pdflatex") and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "texlive-latex-base", "texlive-latex-recommended"],
-                       capture_output=True, timeout=900, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    return shutil.which("pdflatex")
-
-
 @pytest.fixture(scope="module")
 def pdflatex():
-    path = find_pdflatex()
+    path = debian_command(("pdflatex",), ["texlive-latex-base", "texlive-latex-recommended"])
     if path is None:
         pytest.skip("no pdflatex, and no root and apt-get to install Debian's texlive-latex-recommended")
     return path

@@ -1,9 +1,7 @@
 """MLflow as users browse it: `mlflow ui` serving the smoke run's store, opened in headless Chromium."""
 
 import json
-import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, debian_command
 
 from mgdm.config import load
 from mgdm.workflow.plan import Plan
@@ -21,18 +19,9 @@ from mgdm.workflow.plan import Plan
 SCREENSHOTS = ROOT / "results/mlflow-ui"
 
 
-def find_chromium() -> str | None:
-    """Headless Chromium: found, or installed from Debian's package where this runs as root with apt."""
-    names = ("chromium", "chromium-browser", "google-chrome")
-    if not any(shutil.which(c) for c in names) and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, timeout=900,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    return next((shutil.which(c) for c in names if shutil.which(c)), None)
-
-
 @pytest.fixture(scope="module")
 def chromium():
-    path = find_chromium()
+    path = debian_command(("chromium", "chromium-browser", "google-chrome"), ["chromium"])
     if path is None:
         pytest.skip("no headless Chromium, and no root and apt-get to install Debian's `chromium`")
     return path

@@ -4,7 +4,7 @@ import re
 
 import pytest
 import slurm_cluster
-from conftest import run
+from conftest import finished_copy, run
 
 
 @pytest.fixture(scope="module")
@@ -24,22 +24,36 @@ def snakemake(profile: str, *extra: str) -> list[str]:
             "5", *extra]
 
 
+ONE_SET = "results/smoke/discs/samples/entropy-s2"  # removed from a finished run: its chain reruns
+
+
 @pytest.mark.slow
-def test_the_smoke_dag_runs_through_sbatch_with_the_shipped_profile(cluster, tmp_workflow):
+def test_a_set_reruns_through_sbatch_with_the_shipped_profile(cluster, smoke_dag, tmp_path):
+    """A finished smoke run less one synthetic set: the set, everything after it, nothing else, each job
+    through sbatch (the full DAG runs in test_end_to_end; here SLURM's part is what is tested)."""
+    work = finished_copy(smoke_dag, tmp_path / "w")
+    for suffix in (".npz", ".png", ".json"):
+        (work / f"{ONE_SET}{suffix}").unlink()
     cmd = snakemake("slurm")
-    res = run(cmd, tmp_workflow, timeout=1800)
+    res = run(cmd, work, timeout=1800)
     out = res.stdout + res.stderr
     total = int(re.search(r"^total\s+(\d+)", out, re.M).group(1))
+    jobs = set(re.findall(r"^rule (\w+):", out, re.M)) - {"all"}
+    assert jobs == {"sample", "fidelity", "train_classifier", "analyze", "report"}, jobs
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", out)
     assert len(set(submitted)) == total - 1, out[-3000:]  # every job but the local target rule `all`
-    # the stage table's priorities reach SLURM's queue as --nice: the DDPM first, short jobs last
+    assert (work / f"{ONE_SET}.npz").exists() and (work / "results/smoke/tables/claims.md").exists()
+    logs = list((work / "results/slurm-logs").rglob("*.log"))
+    assert len(logs) == total - 1, "SLURM's logs of successful jobs are kept"
+    rerun = run(cmd, work, timeout=600)
+    assert "Nothing to be done" in rerun.stdout + rerun.stderr
+
+
+def test_the_stage_table_priorities_reach_slurm_as_nice(tmp_workflow):
+    """The DDPM first, short jobs last: read off the full DAG's plan (no cluster needed)."""
+    out = run(snakemake("slurm", "-n"), tmp_workflow).stdout
     nice = dict(re.findall(r"^rule (\w+):(?:\n .*)*?\n    resources: .*slurm_extra=--nice=(\d+)", out, re.M))
     assert nice["train_ddpm"] == "0" and nice["sample"] == "50" and nice["report"] == "100", nice
-    assert (tmp_workflow / "results/smoke/tables/claims.md").exists()
-    logs = list((tmp_workflow / "results/slurm-logs").rglob("*.log"))
-    assert len(logs) == total - 1, "SLURM's logs of successful jobs are kept"
-    rerun = run(cmd, tmp_workflow, timeout=600)
-    assert "Nothing to be done" in rerun.stdout + rerun.stderr
 
 
 @pytest.mark.slow
