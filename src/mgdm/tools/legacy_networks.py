@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from mgdm.analysis import paired
-from mgdm.analysis.tables import write_table
+from mgdm.analysis.tables import forest_plot, write_table
 from mgdm.config import ConfigError
 from mgdm.tools import open_tool
 
@@ -67,5 +67,9 @@ def main(a) -> int:
                 f"t; p_margin: one-sided t of H0 'gain ≥ {p.inference.margin:g}'; Holm-adjusted within each family "
                 f"(the claims on accuracy; every set against real-only and classifier guidance, per metric). Means "
                 f"are printed to 3 decimals, so each network's difference carries up to 0.1 point of rounding.")
-    print(f"wrote {plan.root}/tables/networks.md ({len(result)} comparisons)")
+    sets = result[result["family"].str.startswith("sets")]
+    pairs = sets["comparison"].str.split(" − ", expand=True)
+    forest_plot(sets.assign(dataset=means["dataset"].iloc[0], **{"train set": pairs[0], "vs": pairs[1]}),
+                p.inference.margin, Path(plan.root) / "figures" / "networks.png")
+    print(f"wrote {plan.root}/tables/networks.md and figures/networks.png ({len(result)} comparisons)")
     return 0
