@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mgdm.analysis.paired import (adjust, claims_table, comparison, design, fmt_p, format_table, holm, mcnemar_p,
+from mgdm.analysis.paired import (adjust, claims_table, comparison, comparisons_table, design, fmt_p, format_table, holm, mcnemar_p,
                                   pairs, power_table, summarise, t_summary, variance_components, verdict, wilcoxon_p)
 
 
@@ -212,3 +212,11 @@ def test_p_values_print_with_two_significant_digits():
 def test_a_profile_without_the_compared_sets_has_an_empty_claims_table():
     table = claims_table(runs_frame(0.02), ["none"], "entropy")  # nothing to compare: no uncertainty set
     assert table.empty and format_table(table).empty
+
+
+def test_a_metric_one_dataset_lacks_gives_no_rows_for_it():
+    runs = pd.concat([runs_frame(0.01).assign(dataset="ordinal", qwk=0.5),
+                      runs_frame(0.01).assign(dataset="binary", qwk=float("nan"))])
+    table = comparisons_table(runs, ["none", "entropy-s2"], ["acc", "qwk"])
+    qwk = table[table["metric"] == "qwk"]
+    assert set(qwk["dataset"]) == {"ordinal"} and len(table[table["dataset"] == "binary"]) == 2  # acc only

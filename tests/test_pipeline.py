@@ -129,7 +129,7 @@ def test_benchmark_writes_json_and_a_table_beside_the_peak_and_the_plain_way(tmp
     for name in ("ddpm_train_step", "sample_measure", "sample_cfg", "train_resnet18"):
         k = kernels[name]
         assert k["vs_plain"] == pytest.approx(k["plain"]["median_s"] / k["median_s"])
-        assert k["plain"]["gflop"] == pytest.approx(k["gflop"], rel=0.35)  # the same work, done two ways
+        assert k["plain"]["gflop"] >= 0.9 * k["gflop"]  # the plain way does at least the same work
     for k in kernels.values():
         assert k["fraction_of_peak"] == pytest.approx(k["gflop"] / k["median_s"] / peak)
     # the guidance net's forward and backward come on top of the UNet's forward

@@ -1,5 +1,6 @@
 """Training: a resumed run equals an unbroken one; checkpoints are safetensors written atomically."""
 
+import copy
 import numpy as np
 import pytest
 import torch
@@ -79,3 +80,18 @@ def test_outputs_get_a_normal_file_mode(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_the_fused_ema_update_equals_one_lerp_per_parameter():
+    from mgdm.training import ema_update
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.Linear(8, 2))
+    ema = copy.deepcopy(model)
+    with torch.no_grad():
+        for q in model.parameters():
+            q.add_(torch.randn_like(q))
+    expected = [e.detach().clone().lerp_(q, 1 - min(0.999, 6 / 15)) for e, q in zip(ema.parameters(),
+                                                                                      model.parameters())]
+    ema_update(ema, model, 0.999, 5)
+    assert all(torch.equal(e, x) for e, x in zip(ema.parameters(), expected))  # bit for bit

@@ -21,8 +21,8 @@ def draw_indices(labels: torch.Tensor, batch_size: int, class_balanced: bool, g:
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
     decay = min(decay, (1 + step) / (10 + step))  # warm-up: early weights are forgotten fast
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p, 1 - decay)
+    # one fused call over all parameters (one kernel launch per group on a GPU, not one per tensor)
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
     for e, b in zip(ema.buffers(), model.buffers()):
         e.copy_(b)
 

@@ -87,8 +87,9 @@ def pairs(runs: pd.DataFrame, a: str, b: str, metric: str) -> pd.DataFrame:
     """
     wide = runs[runs["train set"].isin([a, b])].pivot_table(index=["network", "seed"], columns="train set",
                                                               values=metric, aggfunc="first")
-    if a not in wide or b not in wide:
-        return pd.DataFrame(columns=[a, b, "diff"])
+    if a not in wide or b not in wide:  # e.g. a metric one dataset does not have (qwk of a non-ordinal set)
+        empty = pd.MultiIndex.from_arrays([[], []], names=["network", "seed"])
+        return pd.DataFrame({a: [], b: [], "diff": []}, index=empty)
     wide = wide[[a, b]].dropna()
     return wide.assign(diff=wide[a] - wide[b])
 
@@ -176,6 +177,8 @@ def comparison(runs: pd.DataFrame, a: str, b: str, metric: str, predictions: dic
                inferences: tuple[str, ...] = INFERENCES, margin: float = MARGIN, alpha: float = ALPHA) -> list[dict]:
     """The inferences on `metric` for training set `a` against `b` (points for rates: x 100), before Holm."""
     p = pairs(runs, a, b, metric)
+    if p.empty:  # nothing to compare (the metric or a set is absent): no row rather than an empty one
+        return []
     p = p.assign(diff=100 * p["diff"].astype(float))
     correct = None
     if len(p) == 1 and predictions is not None:
