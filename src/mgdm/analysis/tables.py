@@ -89,20 +89,31 @@ RUN_COLUMNS = ("dataset", "network", "adaptation", "set", "seed", "epochs", *GRA
                "n_synthetic", "wall_s", "machine", "test_correct")
 
 
-def downstream_runs(datasets: list[str], networks: list[str], sets: list[str], seeds: list[int],
-                    image_sizes: dict[str, int], metrics, epochs: int, predictions=None) -> pd.DataFrame:
+@dataclass(frozen=True)
+class RunGrid:
+    """Which downstream runs a report gathers: datasets (with their image sizes), sets, networks, seeds, epochs."""
+
+    datasets: list[str]
+    sets: list[str]
+    networks: list[str]
+    seeds: list[int]
+    image_sizes: dict[str, int]
+    epochs: int
+
+
+def downstream_runs(grid: RunGrid, metrics, predictions=None) -> pd.DataFrame:
     """One record per downstream job (real-only and each synthetic set): its grading metrics, best epoch, wall
     clock, machine, and (with `predictions(stage, **wildcards)`) which test images it got right, as '0'/'1'."""
     rows = []
-    for d in datasets:
-        for n in networks:
-            for s in ["real", *sets]:
-                for seed in seeds:
+    for d in grid.datasets:
+        for n in grid.networks:
+            for s in ["real", *grid.sets]:
+                for seed in grid.seeds:
                     stage, extra = downstream_job(s)
                     w = dict(dataset=d, network=n, seed=seed, **extra)
                     m = read_metrics(metrics(stage, **w), "acc", "auc")
-                    row = {"dataset": d, "network": n, "adaptation": NETWORKS[n].adaptation(image_sizes[d]),
-                           "set": s, "seed": seed, "epochs": epochs, **{k: m.get(k) for k in GRADING},
+                    row = {"dataset": d, "network": n, "adaptation": NETWORKS[n].adaptation(grid.image_sizes[d]),
+                           "set": s, "seed": seed, "epochs": grid.epochs, **{k: m.get(k) for k in GRADING},
                            **{k: m.get(k) for k in ("best_epoch", "n_real", "n_synthetic", "wall_s", "machine")}}
                     if predictions is not None:
                         path = predictions(stage, **w)
@@ -164,17 +175,15 @@ class Report:
     alpha: float = paired.ALPHA
 
 
-def collect(datasets: list[str], sets: list[str], networks: list[str], seeds: list[int], image_sizes: dict[str, int],
-            epochs: int, metrics, predictions, records_dir: str | Path, images_only: bool = False) -> None:
+def collect(grid: RunGrid, metrics, predictions, records_dir: str | Path, images_only: bool = False) -> None:
     """Gather every job's metrics JSON (at `metrics(stage, **wildcards)`) and test predictions into the
     profile's records: records/images.json and records/runs.csv, from which alone the tables are built."""
     records_dir = Path(records_dir)
-    write_json(records_dir / "images.json", image_records(datasets, sets, metrics))
+    write_json(records_dir / "images.json", image_records(grid.datasets, grid.sets, metrics))
     if images_only:
         return
-    runs = downstream_runs(datasets, networks, sets, seeds, image_sizes, metrics, epochs, predictions)
     with atomic_path(records_dir / "runs.csv") as tmp:
-        runs.to_csv(tmp, index=False)
+        downstream_runs(grid, metrics, predictions).to_csv(tmp, index=False)
 
 
 def build(report: Report, records_dir: str | Path, tables_dir: str | Path, figures: dict[str, str | Path] | None,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mgdm.analysis.tables import Report, build, collect
+from mgdm.analysis.tables import Report, RunGrid, build, collect
 from mgdm.stages import StageResult
 
 
@@ -19,9 +19,10 @@ def main(config, plan, a) -> StageResult:
         def predictions(stage, **w):
             return plan.paths(stage, **w)[f"seed{w['seed']}_test.npz"]
 
-        collect(list(p.datasets), plan.values["set"], config.chosen("networks", a.networks), config.chosen("seeds", a.seeds),
-                {d: config.dataset(d).image_size for d in p.datasets}, p.downstream.epochs, plan.metrics_path,
-                predictions, records, a.images_only)
+        grid = RunGrid(list(p.datasets), plan.values["set"], config.chosen("networks", a.networks),
+                       config.chosen("seeds", a.seeds), {d: config.dataset(d).image_size for d in p.datasets},
+                       p.downstream.epochs)
+        collect(grid, plan.metrics_path, predictions, records, a.images_only)
     report = Report(p.name, p.sampling.mgdm.measure, p.inference.margin, p.inference.alpha)
     result = run(report, records, Path(out["downstream.md"]).parent, figures, a.images_only)
     if not a.images_only:
