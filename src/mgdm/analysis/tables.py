@@ -1,5 +1,5 @@
-"""Stage `report`: the run records gathered from every job's metrics, and the paper's tables (markdown and LaTeX)
-and summary figures built from those records alone (so a reader rebuilds them from git)."""
+"""The report's run records, gathered from every job's metrics, and the paper's tables (markdown and LaTeX) and
+summary figures built from those records alone, so a reader rebuilds them from git (stage: mgdm.stages.report)."""
 
 from __future__ import annotations
 
@@ -31,15 +31,15 @@ def floor_row(fidelity_metrics: dict) -> dict:
             if k.startswith("floor_") and not k.endswith("_std")}
 
 
-LATEX = {"−": "$-$", "±": "$\\pm$", "÷": "$\\div$", "≥": "$\\geq$", "≤": "$\\leq$", "Δ": "$\\Delta$",
-         "×": "$\\times$", "√": "$\\surd$"}
+# pdflatex's special characters, and the Unicode signs the tables use
+LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "−": "$-$", "±": "$\\pm$",
+         "÷": "$\\div$", "≥": "$\\geq$", "≤": "$\\leq$", "Δ": "$\\Delta$", "×": "$\\times$", "√": "$\\surd$"}
 
 
 def latex_text(text: str) -> str:
-    """Escape text for LaTeX (pdflatex): its special characters, and the Unicode signs the tables use."""
-    special = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", **LATEX}
-    return "".join(special.get(c, c) for c in str(text))
+    """Return `text` escaped for LaTeX (pdflatex)."""
+    return "".join(LATEX.get(c, c) for c in str(text))
 
 
 def write_table(df: pd.DataFrame, stem: str | Path, caption: str) -> None:

@@ -35,23 +35,18 @@ def network_means(path: Path) -> pd.DataFrame:
 
 def table(means: pd.DataFrame, mgdm_measure: str, margin: float, alpha: float) -> pd.DataFrame:
     """The claims (accuracy) and every set against real-only and classifier guidance (each metric), at the
-    network level, Holm-adjusted per metric family, with verdicts."""
+    network level: each is a table of its own, so its Holm adjustment is its family's."""
     runs = means.assign(seed=0, dataset=means.get("dataset", "-"))
     sets = [s for s in means["train set"].unique() if s != "real"]
-    claims = paired.claims_table(runs, sets, mgdm_measure, "acc", None, margin, alpha)
-    rows = [claims[claims["inference"] == "networks"].assign(metric="acc", family="claims")]
-    for m in METRICS:
-        t = paired.comparisons_table(runs, sets, [m], None, margin, alpha)
-        rows.append(t[t["inference"] == "networks"].assign(family=f"sets, {m}"))
+    rows = [paired.claims_table(runs, sets, mgdm_measure, "acc", None, margin, alpha).assign(metric="acc",
+                                                                                            family="claims")]
+    rows += [paired.comparisons_table(runs, sets, [m], None, margin, alpha).assign(family=f"sets, {m}")
+             for m in METRICS]
     out = pd.concat(rows, ignore_index=True)
+    out = out[out["inference"] == "networks"].reset_index(drop=True)
     out["comparison"] = out["comparison"].fillna(out["train set"] + " − " + out["vs"])
-    out = out[["family", "comparison", "metric", "inference", "n", "mean", "ci_low", "ci_high", "p", "p_margin",
-               "sd"]].reset_index(drop=True)
-    parts = []
-    for _, g in out.groupby("family", sort=False):  # each family is one table for Holm
-        parts.append(paired.adjust(g.assign(wilcoxon_p=float("nan"), d_z=float("nan"), mcnemar_p=float("nan"),
-                                            pairs=g["n"], networks=g["n"]), margin, alpha))
-    return pd.concat(parts, ignore_index=True)
+    first = ["family", "comparison", "metric"]
+    return out[first + [c for c in out.columns if c not in (*first, "claim", "dataset")]]
 
 
 def main(a) -> int:
@@ -59,7 +54,8 @@ def main(a) -> int:
     p = config.profile
     means = network_means(Path(plan.root) / "tables" / "downstream.md")
     result = table(means, p.sampling.mgdm.measure, p.inference.margin, p.inference.alpha)
-    shown = paired.format_table(result).drop(columns=["pairs", "wilcoxon_p", "d_z", "mcnemar_p"])
+    shown = paired.format_table(result.drop(columns=["train set", "vs"])).drop(
+        columns=["pairs", "wilcoxon_p", "d_z", "mcnemar_p"])
     write_table(shown, Path(plan.root) / "tables" / "networks",
                 f"Network-level inference for `{p.name}`, recomputed from the per-network means in its committed "
                 f"downstream.md (its run records were not kept): each network's mean paired difference (points) is "
@@ -68,8 +64,7 @@ def main(a) -> int:
                 f"(the claims on accuracy; every set against real-only and classifier guidance, per metric). Means "
                 f"are printed to 3 decimals, so each network's difference carries up to 0.1 point of rounding.")
     sets = result[result["family"].str.startswith("sets")]
-    pairs = sets["comparison"].str.split(" − ", expand=True)
-    forest_plot(sets.assign(dataset=means["dataset"].iloc[0], **{"train set": pairs[0], "vs": pairs[1]}),
-                p.inference.margin, Path(plan.root) / "figures" / "networks.png")
+    forest_plot(sets.assign(dataset=means["dataset"].iloc[0]), p.inference.margin,
+                Path(plan.root) / "figures" / "networks.png")
     print(f"wrote {plan.root}/tables/networks.md and figures/networks.png ({len(result)} comparisons)")
     return 0
