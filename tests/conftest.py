@@ -8,6 +8,16 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def discs_dataset(out: Path, **spec):
+    """A generated discs dataset (mgdm's procedural source) of the given split sizes, written under `out`."""
+    from mgdm.config import DatasetSpec
+    from mgdm.data.splits import Dataset
+    from mgdm.stages import preprocess
+
+    preprocess.run("discs", DatasetSpec(source="procedural", **spec), None, out)
+    return Dataset(out / "dataset.npz")
 S = 0.5  # std of the Gaussian toy data
 SCHED = dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=2e-2,
              clip_sample=True, prediction_type="epsilon")

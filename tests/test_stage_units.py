@@ -8,19 +8,16 @@ import torch
 
 from mgdm.analysis.tables import downstream_table, write_table
 from mgdm.classifiers.zoo import create_network
-from mgdm.config import AnalysisConfig, DatasetSpec, FidelityConfig, SamplingConfig
-from mgdm.data.splits import Dataset
+from mgdm.config import AnalysisConfig, FidelityConfig, SamplingConfig
 from mgdm.files import save_model, write_npz
-from mgdm.stages import preprocess
+
+from conftest import discs_dataset
 
 
 @pytest.fixture(scope="module")
 def discs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("discs")
-    spec = DatasetSpec(source="procedural", image_size=16, num_classes=3, channels=1, n_train=120, n_val=30,
-                       n_test=45)
-    preprocess.run("discs", spec, None, out)
-    return Dataset(out / "dataset.npz")
+    return discs_dataset(tmp_path_factory.mktemp("discs"),
+                         image_size=16, num_classes=3, channels=1, n_train=120, n_val=30, n_test=45)
 
 
 @pytest.fixture(scope="module")

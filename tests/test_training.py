@@ -7,11 +7,12 @@ import torch
 from safetensors.torch import load_file
 
 from mgdm.data.synthetic import load_synthetic
-from mgdm.config import DDPMConfig, DatasetSpec
-from mgdm.stages import preprocess
-from mgdm.data.splits import Dataset, DataError
+from mgdm.config import DDPMConfig
+from mgdm.data.splits import DataError
 from mgdm.diffusion import train as ddpm_train
 from mgdm.files import save_training_state, write_npz
+
+from conftest import discs_dataset
 
 CFG = dict(channels=[8, 16], layers_per_block=1, attention=False, steps=6, batch_size=8, lr=1e-3,
            ema_decay=0.9, label_dropout=0.2, checkpoint_every=3)
@@ -19,10 +20,8 @@ CFG = dict(channels=[8, 16], layers_per_block=1, attention=False, steps=6, batch
 
 @pytest.fixture(scope="module")
 def discs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("discs")
-    spec = DatasetSpec(source="procedural", image_size=8, num_classes=3, n_train=30, n_val=9, n_test=9)
-    preprocess.run("discs", spec, None, out)
-    return Dataset(out / "dataset.npz")
+    return discs_dataset(tmp_path_factory.mktemp("discs"),
+                         image_size=8, num_classes=3, n_train=30, n_val=9, n_test=9)
 
 
 RECIPE = dict(normalization="standardize", prediction_type="v_prediction", snr_gamma=5.0, schedule="cosine",

@@ -121,6 +121,8 @@ class ClassifierTraining(Strict):
     lr: float = Field(gt=0)
     weight_decay: float = Field(0.0, ge=0)
     hflip: bool = Field(False, description="random horizontal flips (off for chest X-rays)")
+    checkpoint_s: float = Field(300.0, ge=0, description="seconds of wall clock between resume states (kept at "
+                                "an epoch's end; 0: every epoch); the result does not depend on it")
 
 
 class ReferenceNetConfig(ClassifierTraining):

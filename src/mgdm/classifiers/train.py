@@ -1,10 +1,19 @@
-"""Train a zoo network on (real + synthetic) images, select the epoch on the real validation split."""
+"""Train zoo networks on (real + synthetic) images, select each on the real validation split.
+
+`train_runs` trains all runs of one network (seeds x training sets) in one process: the data sit on the
+device once, the runs take turns epoch by epoch, and each run keeps the random stream it has alone (its
+seed and the epoch decide initialisation, data order, flips and dropout), so a run's result does not
+depend on what it was grouped with. Nothing in an epoch waits on the host: the loss is summed, the
+validation AUC computed and the best epoch kept on the device; the host reads them at a checkpoint and
+at the end. `train_classifier` is the one-run case.
+"""
 
 from __future__ import annotations
 
 import copy
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,87 +21,202 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from mgdm.classifiers.grading import device_auc
 from mgdm.classifiers.zoo import SmallImageNet, create_network
 from mgdm.config import ClassifierTraining
 from mgdm.files import load_training_state, read_json, save_training_state
-from mgdm.classifiers.grading import auc
 
 
 @torch.no_grad()
-def predict_proba(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
-    """Return softmax probabilities (N, K) for images in [-1, 1]."""
+def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Softmax probabilities (N, K) of images in [-1, 1], on the model's device."""
     model.eval()
-    out = [F.softmax(model(images[i:i + batch_size].to(device)), -1).cpu() for i in range(0, len(images), batch_size)]
-    return torch.cat(out).numpy()
+    device = next(model.parameters()).device
+    return torch.cat([F.softmax(model(images[i:i + batch_size].to(device)).float(), -1)
+                      for i in range(0, len(images), batch_size)])
+
+
+def predict_proba(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256,
+                  device: str = "cpu") -> np.ndarray:
+    """Return softmax probabilities (N, K) for images in [-1, 1] as a host array."""
+    return predict(model.to(device), images, batch_size).cpu().numpy()
+
+
+@dataclass
+class Run:
+    """One training run: its seed, its training images (in [-1, 1]) and labels, and where its resume
+    state lives (None: not resumable)."""
+
+    seed: int
+    images: torch.Tensor
+    labels: torch.Tensor
+    resume_path: str | Path | None = None
+
+
+@dataclass
+class _Live:
+    """A run in training: model, the best model so far, optimiser, schedule and what the epochs gave."""
+
+    run: Run
+    model: torch.nn.Module
+    best: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    meta: dict
+    epoch: int = 0
+    resumed_from: int = 0
+    seconds: float = 0.0
+    best_score: torch.Tensor | float = -1.0
+    best_epoch: torch.Tensor | int = -1
+    history: dict = field(default_factory=lambda: {"train_loss": [], "val_auc": [], "val_acc": []})
+
+
+def _start(network: str, run: Run, num_classes: int, cfg: ClassifierTraining, device: torch.device,
+           weights: str | None) -> _Live:
+    images, labels = run.images, run.labels
+    torch.manual_seed(run.seed)
+    model = create_network(network, num_classes, images.shape[1], images.shape[-1], weights).to(device)
+    best = copy.deepcopy(model)
+    if device.type == "cuda":
+        model, best = (m.to(memory_format=torch.channels_last) for m in (model, best))
+    # fused: one kernel for every parameter's update on a GPU; on the CPU the default loop, which the
+    # results of earlier runs came from
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            fused=True if device.type == "cuda" else None)
+    steps_per_epoch = math.ceil(len(labels) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
+                                                pct_start=0.15)
+    # what the state depends on: a state written for other settings or data is not resumed
+    meta = {"network": network, "seed": run.seed,
+            "config": cfg.model_dump(exclude={"checkpoint_s", "networks", "seeds", "sets"}),
+            "n_train": len(labels), "label_sum": int(labels.sum()), "image_sum": float(images.double().sum())}
+    live = _Live(run, model, best, opt, sched, meta)
+    if run.resume_path is not None:
+        live.epoch = live.resumed_from = load_training_state(run.resume_path, {"model": model, "best": best},
+                                                             opt, meta)
+        if live.epoch:
+            info = read_json(Path(run.resume_path).with_suffix(".json"))
+            sched.load_state_dict(info["scheduler"])
+            live.history, live.best_score, live.best_epoch = info["history"], info["best_score"], info["best_epoch"]
+            live.seconds = info.get("train_s", 0.0)
+    return live
+
+
+def _train_epoch(live: _Live, images: torch.Tensor, labels: torch.Tensor, cfg: ClassifierTraining) -> torch.Tensor:
+    """One epoch of `live`; its summed loss as a device tensor (float64: the host's sum, without a sync)."""
+    seed, epoch, device = live.run.seed, live.epoch, images.device
+    live.model.train()
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    torch.manual_seed(seed * 1_000_003 + epoch)  # dropout / drop-path of the networks that have them
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed * 1_000_003 + epoch)
+    # the epoch's order and flips, drawn on the host in the order a run alone draws them, sent once
+    order = torch.randperm(len(labels), generator=g)
+    batches = list(order.split(cfg.batch_size))
+    flips = [torch.rand(len(idx), generator=g) < 0.5 for idx in batches] if cfg.hflip else None
+    batches = [idx.to(device, non_blocking=True) for idx in batches]
+    flips = [f.to(device, non_blocking=True) for f in flips] if flips else None
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for b, idx in enumerate(batches):
+        x, y = images[idx], labels[idx]
+        if flips is not None:
+            x = torch.where(flips[b][:, None, None, None], x.flip(-1), x)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = F.cross_entropy(live.model(x), y)
+        live.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        live.opt.step()
+        live.sched.step()
+        total += loss.detach().double() * len(idx)
+    return total
+
+
+@torch.no_grad()
+def _validate(live: _Live, val: tuple[torch.Tensor, torch.Tensor], loss_sum: torch.Tensor, n_train: int) -> None:
+    """Score the epoch on validation AUC (accuracy where AUC is undefined) and keep the best model, on the device."""
+    with torch.autocast(val[0].device.type, dtype=torch.bfloat16, enabled=val[0].device.type == "cuda"):
+        probs = predict(live.model, val[0])
+    val_auc = device_auc(val[1], probs)
+    val_acc = (probs.argmax(1) == val[1]).double().mean()
+    score = torch.where(torch.isnan(val_auc), val_acc, val_auc)
+    better = score > live.best_score
+    for b, m in zip(live.best.state_dict().values(), live.model.state_dict().values()):
+        b.copy_(torch.where(better, m, b))
+    live.best_score = torch.where(better, score, torch.as_tensor(live.best_score, dtype=torch.float64,
+                                                                 device=score.device))
+    live.best_epoch = torch.where(better, live.epoch + 1, torch.as_tensor(live.best_epoch, device=score.device))
+    live.epoch += 1
+    for key, value in (("train_loss", loss_sum / n_train), ("val_auc", val_auc), ("val_acc", val_acc)):
+        live.history[key].append((live.epoch, value))
+
+
+def _host(live: _Live) -> tuple[dict, float, int]:
+    """History, best score and best epoch as host numbers (the one place an epoch's results wait on the device)."""
+    history = {k: [(e, float(v)) for e, v in points] for k, points in live.history.items()}
+    return history, float(live.best_score), int(live.best_epoch)
+
+
+def _save(live: _Live) -> None:
+    history, best_score, best_epoch = _host(live)
+    save_training_state(live.run.resume_path, live.epoch, {"model": live.model, "best": live.best}, live.opt,
+                        live.meta, {"scheduler": live.sched.state_dict(), "history": history,
+                                    "best_score": best_score, "best_epoch": best_epoch, "train_s": live.seconds})
+
+
+def train_runs(network: str, runs: list[Run], val: tuple[torch.Tensor, torch.Tensor], num_classes: int,
+               cfg: ClassifierTraining, device: str = "cpu", progress: bool = True,
+               weights: str | None = None) -> list[tuple[SmallImageNet, dict]]:
+    """Train every run of `network`; return per run (the model at its best validation AUC,
+    {history, best_epoch, train_s, resumed_from_epoch}).
+
+    Runs with a `resume_path` keep their state there every `cfg.checkpoint_s` seconds of wall clock (at an
+    epoch's end; 0: every epoch); a killed group continues from each run's last state with the result of an
+    unbroken one, and the states are removed at the end.
+    """
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    val = (val[0].to(dev), val[1].to(dev))
+    # each distinct training tensor goes to the device once (the real images every run shares)
+    resident: dict[int, torch.Tensor] = {}
+    on_device = lambda t: resident.setdefault(id(t), t.to(dev))  # noqa: E731
+    data = [(on_device(r.images), on_device(r.labels)) for r in runs]
+    lives = [_start(network, r, num_classes, cfg, dev, weights) for r in runs]
+    bar = tqdm(total=len(runs) * cfg.epochs, initial=sum(live.epoch for live in lives),
+               desc=f"train {network} x{len(runs)}", disable=not progress)
+    last_save = time.time()
+    for epoch in range(min(live.epoch for live in lives), cfg.epochs):
+        for live, (images, labels) in zip(lives, data):
+            if live.epoch > epoch:  # resumed further than the others
+                continue
+            t0 = time.time()
+            loss_sum = _train_epoch(live, images, labels, cfg)
+            _validate(live, val, loss_sum, len(labels))
+            live.seconds += time.time() - t0  # the host ran ahead of the device; the sum is right at the end
+            bar.update()
+        if epoch + 1 < cfg.epochs and time.time() - last_save >= cfg.checkpoint_s:
+            for live in lives:
+                if live.run.resume_path is not None:
+                    _save(live)
+            last_save = time.time()
+            bar.set_postfix(val_auc=" ".join(f"{float(live.history['val_auc'][-1][1]):.3f}" for live in lives))
+    bar.close()
+    results = []
+    for live in lives:
+        history, _, best_epoch = _host(live)
+        if live.run.resume_path is not None:
+            for f in (Path(live.run.resume_path), Path(live.run.resume_path).with_suffix(".json")):
+                f.unlink(missing_ok=True)
+        results.append((live.best.eval(), {"history": history, "best_epoch": best_epoch, "train_s": live.seconds,
+                                           "resumed_from_epoch": live.resumed_from}))
+    return results
 
 
 def train_classifier(network: str, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
                      num_classes: int, cfg: ClassifierTraining, seed: int = 0, device: str = "cpu",
                      progress: bool = True, weights: str | None = None,
                      resume_path: str | Path | None = None) -> tuple[SmallImageNet, dict]:
-    """Return (the model at its best validation AUC, {history, best_epoch, train_s}).
-
-    With `resume_path`, the state after every epoch is kept there (safetensors + JSON) and a killed run
-    continues from its last finished epoch with the same result as an unbroken one (each epoch's data
-    order and flips come from a generator seeded by (seed, epoch)); the file is removed at the end.
-    """
-    images, labels = train
-    torch.manual_seed(seed)
-    model = create_network(network, num_classes, images.shape[1], images.shape[-1], weights).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(labels) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
-                                                pct_start=0.15)
-    best, best_score, best_epoch = copy.deepcopy(model), -1.0, -1
-    history = {"train_loss": [], "val_auc": [], "val_acc": []}
-    # what the state depends on: a state written for other settings or data is not resumed
-    meta = {"network": network, "seed": seed, "config": cfg.model_dump(), "n_train": len(labels),
-            "label_sum": int(labels.sum()), "image_sum": float(images.double().sum())}
-    start = 0
-    if resume_path is not None:
-        start = load_training_state(resume_path, {"model": model, "best": best}, opt, meta)
-        if start:
-            info = read_json(Path(resume_path).with_suffix(".json"))
-            sched.load_state_dict(info["scheduler"])
-            history, best_score, best_epoch = info["history"], info["best_score"], info["best_epoch"]
-    t0 = time.time()
-    bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, desc=f"train {network}",
-               disable=not progress)
-    for epoch in bar:
-        model.train()
-        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        torch.manual_seed(seed * 1_000_003 + epoch)  # dropout / drop-path of the networks that have them
-        order = torch.randperm(len(labels), generator=g)
-        total = 0.0
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            x, y = images[idx], labels[idx]
-            if cfg.hflip:
-                flip = torch.rand(len(x), generator=g) < 0.5
-                x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-            loss = F.cross_entropy(model(x.to(device)), y.to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-        probs = predict_proba(model, val[0], device=device)
-        val_auc = auc(val[1].numpy(), probs)
-        val_acc = float((probs.argmax(1) == val[1].numpy()).mean())
-        history["train_loss"].append((epoch + 1, total / len(labels)))
-        history["val_auc"].append((epoch + 1, val_auc))
-        history["val_acc"].append((epoch + 1, val_acc))
-        score = val_auc if not math.isnan(val_auc) else val_acc
-        if score > best_score:
-            best.load_state_dict(model.state_dict())
-            best_score, best_epoch = score, epoch + 1
-        bar.set_postfix(loss=f"{total / len(labels):.3f}", val_auc=f"{val_auc:.3f}")
-        if resume_path is not None:
-            save_training_state(resume_path, epoch + 1, {"model": model, "best": best}, opt, meta,
-                                {"scheduler": sched.state_dict(), "history": history, "best_score": best_score,
-                                 "best_epoch": best_epoch})
-    if resume_path is not None:
-        for f in (Path(resume_path), Path(resume_path).with_suffix(".json")):
-            f.unlink(missing_ok=True)
-    return best.eval(), {"history": history, "best_epoch": best_epoch, "train_s": time.time() - t0,
-                         "resumed_from_epoch": start}
+    """One run of `train_runs`: (the model at its best validation AUC, {history, best_epoch, train_s, ...})."""
+    return train_runs(network, [Run(seed, *train, resume_path)], val, num_classes, cfg, device, progress, weights)[0]

@@ -130,7 +130,7 @@ def _param_keys(plan: Plan, s: Stage, matrix: tuple[str, ...]) -> list[str]:
             node = lookup(tree, key)
             if node is MISSING:
                 continue
-            if ignored and isinstance(node, dict):  # the section's other keys, one by one
+            if isinstance(node, dict) and ignored & set(node):  # the section's other keys, one by one
                 keys += [f"{prefix}.{key}.{sub}" for sub in node if sub not in ignored]
             else:
                 keys.append(f"{prefix}.{key}")

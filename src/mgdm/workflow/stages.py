@@ -52,8 +52,9 @@ DATASET = "datasets.{dataset}"
 SCHEDULE = tuple(f"ddpm.{k}" for k in ("normalization", "schedule", "train_timesteps", "zero_terminal_snr",
                                        "timestep_spacing", "prediction_type"))
 
-# which downstream jobs exist, not how one trains (its network, set and seed are in its wildcards)
-GRID = ("downstream.networks", "downstream.seeds", "downstream.sets")
+# which downstream jobs exist, not how one trains (its network, set and seed are in its wildcards); and how
+# often a run keeps its resume state, which its result does not depend on
+GRID = ("downstream.networks", "downstream.seeds", "downstream.sets", "downstream.checkpoint_s")
 
 STAGES = {s.name: s for s in [
     Stage("preprocess", ("dataset",), "--dataset {dataset}", (),
@@ -65,7 +66,8 @@ STAGES = {s.name: s for s in [
           (GUIDANCE_NET, f"{D}/guidance_net/model.json"), f"{D}/guidance_net/metrics.json", ("guidance_net", *SCHEDULE),
           priority=5),
     Stage("train_reference_net", ("dataset",), "--dataset {dataset}", (DATA,),
-          (REFERENCE_NET, f"{D}/reference_net/model.json"), f"{D}/reference_net/metrics.json", ("reference_net",)),
+          (REFERENCE_NET, f"{D}/reference_net/model.json"), f"{D}/reference_net/metrics.json", ("reference_net",),
+          ignore=("reference_net.checkpoint_s",)),
     Stage("sample", ("dataset", "set"), "--dataset {dataset} --set {set}", (DATA, DDPM, GUIDANCE_NET),
           (SAMPLES, f"{D}/samples/{{set}}.png"), f"{D}/samples/{{set}}.json", ("sampling",),
           # the scale grid says which sets exist; a set's own guidance and scale are in its name
