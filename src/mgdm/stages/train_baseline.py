@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mgdm.classifiers.score import train_and_score
+from mgdm.classifiers.score import Job, train_and_score, train_and_score_group
 from mgdm.config import DownstreamConfig
 from mgdm.data.splits import Dataset
 from mgdm.stages import StageResult
@@ -31,3 +31,14 @@ def job_files(plan, stage: str, a) -> dict:
 def main(config, plan, a) -> StageResult:
     return run(Dataset(plan.dataset_file(a.dataset)), a.network, config.profile.downstream, a.seed,
                device=config.profile.device, progress=a.progress, **job_files(plan, "train_baseline", a))
+
+
+def main_group(config, plan, jobs: list[tuple[str, object]]) -> list[tuple[StageResult, float]]:
+    """Downstream jobs (train_baseline, train_classifier) of one dataset and network trained together
+    (`mgdm jobs`); per job its result and its own wall clock."""
+    first = jobs[0][1]
+    specs = [Job(a.seed, plan.paths("sample", dataset=a.dataset, set=a.set)[f"{a.set}.npz"]
+                 if stage == "train_classifier" else None, **job_files(plan, stage, a)) for stage, a in jobs]
+    results = train_and_score_group(Dataset(plan.dataset_file(first.dataset)), first.network,
+                                    config.profile.downstream, specs, config.profile.device, first.progress)
+    return [(StageResult.of({k: v for k, v in r.items() if k != "wall_s"}), r["wall_s"]) for r in results]

@@ -1,10 +1,11 @@
 """`mgdm jobs`: run a profile's downstream jobs in a pool of worker processes, without Snakemake.
 
 For a machine where Snakemake is not installed (a lent GPU node, a container) and many small jobs
-share one accelerator: each worker imports torch once and runs job after job in-process through the
-same CLI entry point as `snakemake` would, so outputs, metrics and failure handling are the stage's
-own. Jobs run seed by seed, so that whatever finishes before `deadline_s` is whole (network, seed)
-pairs; a job whose metrics JSON exists is skipped, so a stopped pool resumes where it stopped.
+share one accelerator: each worker takes a group (a dataset's unfinished runs of one network) and trains
+its runs together in one process (`mgdm.classifiers.train.train_runs`: data on the device once, no process
+start per run), writing what each job writes alone, with the stages' own metrics and failure handling.
+A group not started before `deadline_s` is left whole; a job whose metrics JSON exists is skipped, and a
+killed group resumes each run from its last state, so a stopped pool resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -31,44 +32,56 @@ def downstream_jobs(plan: Plan) -> list[tuple[str, dict, str]]:
     return jobs
 
 
-def _work(job: tuple[str, dict, str, str, str | None, float]) -> tuple[str, dict, int | None, float]:
-    stage, wildcards, params, profile, device, deadline = job
+def groups(jobs: list[tuple[str, dict]]) -> list[list[tuple[str, dict]]]:
+    """The jobs by (dataset, network), in the order they come: each group trains in one process."""
+    out: dict[tuple, list] = {}
+    for stage, w in jobs:
+        out.setdefault((w["dataset"], w["network"]), []).append((stage, w))
+    return list(out.values())
+
+
+def _work(job: tuple[list[tuple[str, dict]], str, str, str | None, float]) -> tuple[list, int | None, float]:
+    group, params, profile, device, deadline = job
     if time.time() > deadline:
-        return stage, wildcards, None, 0.0  # not started: past the deadline
-    from mgdm.workflow.runner import job_args, run_stage
+        return group, None, 0.0  # not started: past the deadline
+    from mgdm.workflow.runner import job_args, run_group
 
     start = time.time()
     try:
-        rc = run_stage(stage, job_args(params, profile, stage, wildcards, device=device, progress=False,
-                                       no_mlflow=True, threads=1))
-    except Exception as err:  # the stage removed its outputs; report and go on with the others
-        print(f"mgdm jobs: {stage} {wildcards}: {type(err).__name__}: {err}", flush=True)
+        rc = run_group([(stage, job_args(params, profile, stage, w, device=device, progress=False, no_mlflow=True,
+                                         threads=1)) for stage, w in group])
+    except Exception as err:  # the group removed its outputs; report and go on with the others
+        print(f"mgdm jobs: {group[0][1]['network']}: {type(err).__name__}: {err}", flush=True)
         rc = 1
-    return stage, wildcards, rc, time.time() - start
+    return group, rc, time.time() - start
 
 
 def run(plan: Plan, workers: int, deadline_s: float | None = None, networks: list[str] | None = None,
         seeds: list[int] | None = None, device: str | None = None) -> int:
     """Run the unfinished downstream jobs (of `networks` and `seeds`, default all) on `workers` processes,
-    on `device` (default: the profile's); return how many failed."""
+    on `device` (default: the profile's), one group of a dataset and network at a time per worker;
+    return how many jobs failed."""
     todo = [(stage, {k: (int(v) if k == "seed" else v) for k, v in w.items()}) for stage, w, path in
             downstream_jobs(plan) if not Path(path).exists() and (not networks or w["network"] in networks)
             and (not seeds or int(w["seed"]) in seeds)]
+    grouped = groups(todo)
     deadline = time.time() + (deadline_s if deadline_s is not None else float("inf"))
-    print(f"mgdm jobs: {len(todo)} jobs to run on {workers} workers", flush=True)
-    failed = skipped = 0
+    print(f"mgdm jobs: {len(todo)} jobs to run on {workers} workers, in {len(grouped)} groups (one process "
+          "trains a dataset's runs of one network together)", flush=True)
+    failed = skipped = done = 0
     ctx = multiprocessing.get_context("spawn")  # no CUDA state forked into the workers
     with ctx.Pool(workers) as pool:
-        work = [(st, w, plan.params_file, plan.profile, device, deadline) for st, w in todo]
-        for i, (stage, w, rc, seconds) in enumerate(pool.imap_unordered(_work, work), 1):
+        work = [(g, plan.params_file, plan.profile, device, deadline) for g in grouped]
+        for i, (group, rc, seconds) in enumerate(pool.imap_unordered(_work, work), 1):
             if rc is None:
-                skipped += 1
+                skipped += len(group)
                 continue
-            failed += rc != 0
-            print(f"mgdm jobs: [{i}/{len(todo)}] {'done' if rc == 0 else 'FAILED'} in {seconds:.1f} s: "
-                  f"{stage} {' '.join(f'--{k} {v}' for k, v in w.items())}", flush=True)
-    print(f"mgdm jobs: {len(todo) - failed - skipped} done, {failed} failed, {skipped} not started "
-          "(deadline)", flush=True)
+            failed += len(group) if rc else 0
+            done += 0 if rc else len(group)
+            w = group[0][1]
+            print(f"mgdm jobs: [{i}/{len(grouped)}] {'done' if rc == 0 else 'FAILED'} in {seconds:.1f} s: "
+                  f"{w['dataset']} {w['network']}, {len(group)} runs", flush=True)
+    print(f"mgdm jobs: {done} done, {failed} failed, {skipped} not started (deadline)", flush=True)
     return failed
 
 

@@ -34,10 +34,8 @@ def job_args(params: str, profile: str, stage: str, wildcards: dict, **options) 
     return argparse.Namespace(**{**defaults, **wildcards, **options})
 
 
-def run_stage(stage: str, a: argparse.Namespace) -> int:
-    from mgdm.files import FileError, check_writable, write_json
-    from mgdm.machine import device_name
-
+def _job(stage: str, a: argparse.Namespace):
+    """Settings, plan, wildcards and outputs of one job, its wildcards checked against the profile."""
     config = load(a.params, a.profile)
     if a.device:  # the card at hand instead of the profile's; the metrics JSON names the machine it ran on
         config.profile = config.profile.model_copy(update={"device": a.device})
@@ -51,25 +49,20 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
     outputs = [p.format(**wildcards) for p in plan.outputs(stage)]
     if getattr(a, "from_records", False):  # the records are this run's input: never removed on failure
         outputs = [p for p in outputs if "/records/" not in p]
-    if a.threads:
-        import torch
+    return config, plan, wildcards, outputs
 
-        torch.set_num_threads(a.threads)
-    start = time.time()
-    try:
-        check_writable(outputs)  # before work starts, not after an hour of training
-        result = importlib.import_module(STAGES[stage].module).main(config, plan, a)
-        summary = dict(result.metrics)
-        summary["wall_s"] = time.time() - start
-        summary["machine"] = device_name(config.profile.device)  # what wall_s was measured on
-        metrics_path = plan.metrics_path(stage, **wildcards)
-        write_json(metrics_path, summary)
-    except BaseException as err:
-        remove(outputs)
-        if isinstance(err, (ConfigError, FileError, FileNotFoundError)):
-            print(f"mgdm {stage}: error: {err}", file=sys.stderr)
-            return 2
-        raise
+
+def _finish(stage: str, a: argparse.Namespace, config, plan: Plan, wildcards: dict, result, start: float,
+            wall_s: float) -> None:
+    """Write a finished job's metrics JSON (with wall clock and machine) and log it to MLflow."""
+    from mgdm.files import write_json
+    from mgdm.machine import device_name
+
+    summary = dict(result.metrics)
+    summary["wall_s"] = wall_s
+    summary["machine"] = device_name(config.profile.device)  # what wall_s was measured on
+    metrics_path = plan.metrics_path(stage, **wildcards)
+    write_json(metrics_path, summary)
     if not a.no_mlflow:
         from mgdm.workflow.tracking import DEFAULT_URI, dataset_input, git_commit, log_stage
 
@@ -88,6 +81,57 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
             inputs.append(dataset_input(plan.paths("sample", dataset=a.dataset, set=a.set)[f"{a.set}.npz"],
                                         f"{a.dataset}-{a.set}", "synthetic"))
         log_stage(uri, f"mgdm-{plan.profile}", name, tags, params, summary, result.history,
-                  [metrics_path, *result.artifacts], start=start, end=start + summary["wall_s"], inputs=inputs)
-    print(f"mgdm {stage}: done in {summary['wall_s']:.1f} s -> {metrics_path}")
+                  [metrics_path, *result.artifacts], start=start, end=start + wall_s, inputs=inputs)
+    print(f"mgdm {stage}: done in {wall_s:.1f} s -> {metrics_path}")
+
+
+def _fail(err: BaseException, stage: str, outputs: list[str]) -> int:
+    from mgdm.files import FileError
+
+    remove(outputs)
+    if isinstance(err, (ConfigError, FileError, FileNotFoundError)):
+        print(f"mgdm {stage}: error: {err}", file=sys.stderr)
+        return 2
+    raise err
+
+
+def run_stage(stage: str, a: argparse.Namespace) -> int:
+    from mgdm.files import check_writable
+
+    config, plan, wildcards, outputs = _job(stage, a)
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    start = time.time()
+    try:
+        check_writable(outputs)  # before work starts, not after an hour of training
+        result = importlib.import_module(STAGES[stage].module).main(config, plan, a)
+        _finish(stage, a, config, plan, wildcards, result, start, time.time() - start)
+    except BaseException as err:
+        return _fail(err, stage, outputs)
+    return 0
+
+
+def run_group(jobs: list[tuple[str, argparse.Namespace]]) -> int:
+    """Downstream jobs of one dataset and network trained together in this process (`mgdm jobs`): each
+    writes what it writes alone; a job's wall clock is its own training and scoring. On failure every job
+    of the group is removed."""
+    from mgdm.files import check_writable
+
+    main_group = importlib.import_module(STAGES["train_baseline"].module).main_group  # stages sit above workflow
+    prepared = [(stage, a, *_job(stage, a)) for stage, a in jobs]
+    outputs = [p for *_, out in prepared for p in out]
+    if jobs[0][1].threads:
+        import torch
+
+        torch.set_num_threads(jobs[0][1].threads)
+    start = time.time()
+    try:
+        check_writable(outputs)
+        config, plan = prepared[0][2], prepared[0][3]
+        for (stage, a, config, plan, wildcards, _), (result, wall_s) in zip(prepared, main_group(config, plan, jobs)):
+            _finish(stage, a, config, plan, wildcards, result, start, wall_s)
+    except BaseException as err:
+        return _fail(err, "train group", outputs)
     return 0
