@@ -5,17 +5,23 @@ from __future__ import annotations
 import torch
 
 
-def batch_generator(seed: int, step: int) -> torch.Generator:
-    """A generator fixed by (seed, step): a resumed run draws the same batches as an unbroken one."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+def batch_generator(seed: int, step: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """A generator fixed by (seed, step) on the batch's device: a resumed run draws the same batches as an
+    unbroken one, and a GPU draws its batch without a round trip through the host (its stream is the
+    GPU's, not the CPU's)."""
+    return torch.Generator(device).manual_seed(seed * 1_000_003 + step)
 
 
-def draw_indices(labels: torch.Tensor, batch_size: int, class_balanced: bool, g: torch.Generator) -> torch.Tensor:
-    """Indices of one batch; class-balanced draws weight each image by 1 / its class count."""
-    if not class_balanced:
-        return torch.randint(len(labels), (batch_size,), generator=g)
-    counts = torch.bincount(labels).float()
-    return torch.multinomial(1.0 / counts[labels], batch_size, replacement=True, generator=g)
+def draw_weights(labels: torch.Tensor, class_balanced: bool) -> torch.Tensor | None:
+    """Per-image draw weights for class-balanced batches (1 / its class count), computed once; None: uniform."""
+    return (1.0 / torch.bincount(labels).float())[labels] if class_balanced else None
+
+
+def draw_indices(n: int, batch_size: int, weights: torch.Tensor | None, g: torch.Generator) -> torch.Tensor:
+    """Indices of one batch of `n` images, on the generator's device."""
+    if weights is None:
+        return torch.randint(n, (batch_size,), generator=g, device=g.device)
+    return torch.multinomial(weights, batch_size, replacement=True, generator=g)
 
 
 @torch.no_grad()
@@ -28,15 +34,16 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step:
 
 
 class LossHistory:
-    """The mean loss of every `every` steps: for the progress bar and MLflow's training curves."""
+    """The mean loss of every `every` steps: for the progress bar and MLflow's training curves. Losses are
+    kept as device tensors (in float64, the host's arithmetic) and read once a window, not once a step."""
 
     def __init__(self, every: int = 10):
         self.every, self.points, self._window = every, [], []
 
-    def add(self, step: int, loss: float, last: bool, bar=None) -> None:
-        self._window.append(loss)
+    def add(self, step: int, loss: torch.Tensor, last: bool, bar=None) -> None:
+        self._window.append(loss.detach().double())
         if (step + 1) % self.every == 0 or last:
-            self.points.append((step + 1, sum(self._window) / len(self._window)))
+            self.points.append((step + 1, float(sum(self._window) / len(self._window))))
             self._window = []
             if bar is not None:
                 bar.set_postfix(loss=f"{self.points[-1][1]:.4f}")

@@ -24,7 +24,7 @@ from mgdm.data.normalization import Normalization, encode_split
 from mgdm.data.splits import Dataset
 from mgdm.diffusion.unet import make_unet, scheduler_config, train_scheduler, unet_config
 from mgdm.files import load_training_state, read_json, save_model, save_training_state
-from mgdm.training import LossHistory, batch_generator, draw_indices, ema_update
+from mgdm.training import LossHistory, batch_generator, draw_indices, draw_weights, ema_update
 
 Probe = Callable[[torch.nn.Module, dict, Normalization], dict]
 
@@ -80,18 +80,20 @@ def train_ddpm(dataset: Dataset, cfg: DDPMConfig, out_path: str | Path, seed: in
     null = dataset.num_classes
     losses, t0 = LossHistory(), time.time()
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train_ddpm", disable=not progress)
+    weights = draw_weights(labels, cfg.class_balanced)
     for step in bar:
-        g = batch_generator(seed, step)
-        idx = draw_indices(labels.cpu(), cfg.batch_size, cfg.class_balanced, g).to(device)
+        # everything random in the step from one generator on the device, in a fixed order: no host sync
+        g = batch_generator(seed, step, device)
+        idx = draw_indices(len(labels), cfg.batch_size, weights, g)
         x0, y = images[idx], labels[idx]
         # Per-sample label dropout: every batch trains both the conditional and the null model.
-        drop = (torch.rand(len(y), generator=g) < cfg.label_dropout).to(device)
+        drop = torch.rand(len(y), generator=g, device=device) < cfg.label_dropout
         y = torch.where(drop, torch.full_like(y, null), y)
         if cfg.hflip:
-            flip = (torch.rand(len(y), generator=g) < 0.5).to(device)
+            flip = torch.rand(len(y), generator=g, device=device) < 0.5
             x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-        noise = torch.randn(x0.shape, generator=g).to(device)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(y),), generator=g).to(device)
+        noise = torch.randn(x0.shape, generator=g, device=device)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(y),), generator=g, device=device)
         loss = diffusion_loss(unet, scheduler, x0, y, noise, t, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -99,7 +101,7 @@ def train_ddpm(dataset: Dataset, cfg: DDPMConfig, out_path: str | Path, seed: in
         opt.step()
         lr_sched.step()
         ema_update(ema, unet, cfg.ema_decay, step)
-        losses.add(step, loss.item(), step + 1 == cfg.steps, bar)
+        losses.add(step, loss, step + 1 == cfg.steps, bar)
         last = step + 1 == cfg.steps
         if probe is not None and ((cfg.probe_every and (step + 1) % cfg.probe_every == 0) or last):
             for k, v in probe(ema, model_config, norm).items():

@@ -15,7 +15,7 @@ from mgdm.data.splits import Dataset
 from mgdm.diffusion.unet import scheduler_config, train_scheduler
 from mgdm.files import load_model_config, load_training_state, load_weights, save_model, save_training_state
 from mgdm.guidance.noisy_classifier import NoisyClassifier
-from mgdm.training import LossHistory, batch_generator, draw_indices
+from mgdm.training import LossHistory, batch_generator, draw_indices, draw_weights
 
 
 @torch.no_grad()
@@ -56,17 +56,19 @@ def train_guidance_net(dataset: Dataset, cfg: GuidanceNetConfig, ddpm_cfg: DDPMC
     losses, t0 = LossHistory(), time.time()
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train_guidance_net",
                disable=not progress)
+    weights = draw_weights(labels, cfg.class_balanced)
     for step in bar:
-        g = batch_generator(seed, step)
-        idx = draw_indices(labels.cpu(), cfg.batch_size, cfg.class_balanced, g).to(device)
+        # everything random in the step from one generator on the device, in a fixed order: no host sync
+        g = batch_generator(seed, step, device)
+        idx = draw_indices(len(labels), cfg.batch_size, weights, g)
         x0, y = images[idx], labels[idx]
-        noise = torch.randn(x0.shape, generator=g).to(device)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(y),), generator=g).to(device)
+        noise = torch.randn(x0.shape, generator=g, device=device)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(y),), generator=g, device=device)
         loss = F.cross_entropy(net(scheduler.add_noise(x0, noise, t), t), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.add(step, loss.item(), step + 1 == cfg.steps, bar)
+        losses.add(step, loss, step + 1 == cfg.steps, bar)
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
             save_training_state(resume_path, step + 1, {"net": net}, opt, meta)
     net.eval()
