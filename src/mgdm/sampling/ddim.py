@@ -54,9 +54,10 @@ def guided_model(unet, *, null_label: int, alphas_cumprod: torch.Tensor, predict
     measure shifts the implied noise by its scaled gradient (as k-diffusion wraps a denoiser)."""
     def model(x, t, y):
         out = noise_estimate(unet, x, t, y, null_label, cfg_scale)
-        alpha_bar = alphas_cumprod[t].to(x)
+        alpha_bar = alphas_cumprod[t]  # on the host, as the scheduler keeps it: the test below waits on no device
         # At zero terminal SNR, x_T holds no image: no measurement of it can guide (and the shift is 1/0).
         if scale and measure is not None and alpha_bar > 0:
+            alpha_bar = alpha_bar.to(x)
             shift = -(1 - alpha_bar).sqrt() * scale * measure_gradient(guidance_net, measure, x, t, y, mc_samples)
             out = guide(out, shift, alpha_bar, prediction_type)
         return out
