@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from mgdm.config import ConfigError, load, parse_set_name, resolve, set_name
+from mgdm.config import ConfigError, load, parse_set_name, resolve, set_multiple, set_name
 
 RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
 
@@ -16,10 +16,10 @@ RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
 def test_every_profile_validates(profile):
     config = load(ROOT / "params.yaml", profile)
     assert config.sample_sets()[0] == "none"
-    for name in config.sample_sets():  # every set's name says its guidance and its scale, and back
+    for name in config.sample_sets():  # every set's name says its guidance, scale and size, and back
         guidance, scale = parse_set_name(name)
         assert scale in [float(v) for v in config.profile.sampling.scales[guidance]]
-        assert name in (set_name(guidance, v) for v in config.profile.sampling.scales[guidance])
+        assert name in (set_name(guidance, v, set_multiple(name)) for v in config.profile.sampling.scales[guidance])
 
 
 def broken(path: list[str], value):
@@ -85,6 +85,25 @@ def test_missing_file_is_named(tmp_path):
 @pytest.mark.parametrize("guidance,scale", [("none", 0.0), ("entropy", 2.0), ("cfg", 0.5), ("mgdm", 10.0)])
 def test_set_names_round_trip(guidance, scale):
     assert parse_set_name(set_name(guidance, scale)) == (guidance, scale)
+    assert set_multiple(set_name(guidance, scale)) is None
+    sized = set_name(guidance, scale, 3)
+    assert parse_set_name(sized) == (guidance, scale) and set_multiple(sized) == 3.0
+
+
+@pytest.mark.parametrize("name", ["none-s2", "entropy", "entropy-x3", "foo-s1", "entropy-s2-x0", "entropy-s2-3"])
+def test_malformed_set_names_are_refused(name):
+    with pytest.raises(ConfigError, match="not a synthetic set name"):
+        parse_set_name(name)
+
+
+def test_sized_sets_need_a_multiple_and_join_the_profile_sets():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["profiles"]["smoke"]["sampling"]["sized_sets"] = ["entropy-s2"]
+    with pytest.raises(ConfigError, match="has no '-x<multiple>'"):
+        resolve(raw, "smoke")
+    raw["profiles"]["smoke"]["sampling"]["sized_sets"] = ["none-x1", "entropy-s2-x0.5"]
+    sets = resolve(raw, "smoke").sample_sets()
+    assert sets[-2:] == ["none-x1", "entropy-s2-x0.5"] and "entropy-s2" in sets
 
 
 def test_committed_schema_is_current(tmp_path):

@@ -75,6 +75,23 @@ def test_editing_a_source_file_plans_its_stages_and_what_follows_in_snakemake(tm
     assert snakemake_plan(workdir) == stages
 
 
+@pytest.mark.parametrize("edit_params, new_set", [
+    (lambda smoke: smoke["sampling"].update(sized_sets=["entropy-s2-x1"]), "entropy-s2-x1"),  # a quantity
+    (lambda smoke: smoke["sampling"]["scales"].update(entropy=[2, 5]), "entropy-s5"),  # a scale
+], ids=["quantity", "scale"])
+def test_a_new_quantity_or_scale_plans_only_its_own_jobs(tmp_workflow, edit_params, new_set):
+    workdir = finished(tmp_workflow)
+    raw = yaml.safe_load((workdir / "params.yaml").read_text())
+    edit_params(raw["profiles"]["smoke"])
+    (workdir / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    res = run(["snakemake", "--config", "profile=smoke", "-n", "--quiet", "rules"], workdir)
+    jobs = re.findall(r"^(\w+)\s+(\d+)$", res.stdout, re.M)
+    # the new set's sampling, fidelity and one downstream run (smoke: one network, one seed), and what gathers sets
+    assert {rule: int(n) for rule, n in jobs if rule not in ("all", "total")} == {
+        "sample": 1, "fidelity": 1, "train_classifier": 1, "analyze": 1, "report": 1}
+    assert f"samples/{new_set}.npz" in run(["snakemake", "--config", "profile=smoke", "-n"], workdir).stdout
+
+
 def test_dvc_tracks_code_and_the_narrow_settings_each_stage_reads(tmp_workflow):
     workdir = finished(tmp_workflow)
     run(["dvc", "init", "--no-scm", "-q"], workdir)

@@ -87,6 +87,10 @@ def test_the_sample_stage_plans_its_labels_and_none_ignores_the_guidance_net():
     assert label_plan(cfg, [30, 10, 20]).tolist() == [0] * 4 + [1] * 4 + [2] * 4
     train = SamplingConfig(ddim_steps=5, per_class=4, batch_size=8, class_counts="train", scales={"none": [0]})
     assert np.bincount(label_plan(train, [30, 10, 20])).tolist() == [6, 2, 4]  # 12 images, the train mix
+    # a sized set (entropy-s2-x1): the training split's 61 images, balanced, the remainder to the first classes
+    assert np.bincount(label_plan(cfg, [30, 10, 21], 1.0)).tolist() == [21, 20, 20]
+    assert np.bincount(label_plan(cfg, [30, 10, 20], 3)).tolist() == [60, 60, 60]
+    assert np.bincount(label_plan(train, [30, 10, 20], 0.5)).tolist() == [15, 5, 10]
 
     sampler, _ = ddim_schedulers(dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4,
                                       beta_end=2e-2, clip_sample=True, prediction_type="epsilon"))

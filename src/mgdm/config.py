@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -153,6 +154,9 @@ class SamplingConfig(Strict):
     # ints stay ints: a set is named by its scale as written (2 -> entropy-s2, 1.0 -> entropy-s1.0), as DVC
     # names the stages it templates from these lists
     scales: dict[str, list[int | float]] = Field(description="guidance -> scale grid; 0 means no guidance")
+    sized_sets: list[str] = Field(default_factory=list, description="sets sized by the real training split, "
+                                  "beside the scale grid's: 'entropy-s2-x3' has 3x as many images as the training "
+                                  "split (class mix as `class_counts`); for the synthetic-quantity axis")
     mgdm: MGDMConfig = MGDMConfig()
     mc_samples: int = Field(8, gt=1, description="MC-dropout forwards of the guidance net per step for `bald`")
     seed: int = 0
@@ -167,6 +171,14 @@ class SamplingConfig(Strict):
                 raise ValueError(f"guidance {name!r}: scales must be a non-empty list of numbers >= 0")
             if len(set(grid)) != len(grid):
                 raise ValueError(f"guidance {name!r}: repeated scale in {grid}")
+        return v
+
+    @field_validator("sized_sets")
+    @classmethod
+    def _sized(cls, v):
+        for name in v:
+            if set_multiple(name) is None:  # raises on a name that is not a set's
+                raise ValueError(f"sized set {name!r} has no '-x<multiple>' (e.g. '{name}-x1')")
         return v
 
 
@@ -336,7 +348,8 @@ class Config:
 
     def sample_sets(self) -> list[str]:
         """Return the synthetic set names of this profile, e.g. ['none', 'entropy-s2']."""
-        return [set_name(g, s) for g, grid in self.profile.sampling.scales.items() for s in grid]
+        sampling = self.profile.sampling
+        return [set_name(g, s) for g, grid in sampling.scales.items() for s in grid] + list(sampling.sized_sets)
 
     def downstream_sets(self) -> list[str]:
         """Return the synthetic sets downstream networks train on (`downstream.sets`, default all)."""
@@ -358,19 +371,35 @@ class Config:
         return resolve(self.params.model_dump(), self.profile.generator, self.source)
 
 
-def set_name(guidance: str, scale: int | float) -> str:
-    """The set's name: its guidance and its scale as params.yaml writes it (as DVC's `${item.scale}` does)."""
-    return "none" if guidance == "none" else f"{guidance}-s{scale}"
+def set_name(guidance: str, scale: int | float, multiple: int | float | None = None) -> str:
+    """The set's name: its guidance and its scale as params.yaml writes it (as DVC's `${item.scale}` does),
+    and for a set sized by the real training split, `-x` and the multiple (entropy-s2-x3: three times it)."""
+    base = "none" if guidance == "none" else f"{guidance}-s{scale}"
+    return base if multiple is None else f"{base}-x{multiple}"
+
+
+SET_NAME = re.compile(r"(?P<guidance>[a-z]+)(?:-s(?P<scale>\d+(?:\.\d+)?))?(?:-x(?P<multiple>\d+(?:\.\d+)?))?")
+
+
+def _set_parts(name: str) -> tuple[str, float, int | float | None]:
+    m = SET_NAME.fullmatch(name)
+    if (not m or m["guidance"] not in GUIDANCES or (m["guidance"] == "none") != (m["scale"] is None)
+            or (m["multiple"] is not None and float(m["multiple"]) <= 0)):
+        raise ConfigError(f"not a synthetic set name: {name!r} (expected e.g. 'entropy-s2', 'none' or, sized by "
+                          "the real training split, 'entropy-s2-x3')")
+    multiple = m["multiple"]  # as written: x3 -> 3, x0.5 -> 0.5 (so that set_name writes the name back)
+    return m["guidance"], float(m["scale"] or 0), None if multiple is None else (
+        int(multiple) if multiple.isdigit() else float(multiple))
 
 
 def parse_set_name(name: str) -> tuple[str, float]:
     """Return (guidance, scale) of a synthetic set name made by `set_name`."""
-    if name == "none":
-        return "none", 0.0
-    guidance, _, scale = name.partition("-s")
-    if guidance not in GUIDANCES or not scale:
-        raise ConfigError(f"not a synthetic set name: {name!r} (expected e.g. 'entropy-s2')")
-    return guidance, float(scale)
+    return _set_parts(name)[:2]
+
+
+def set_multiple(name: str) -> int | float | None:
+    """The set's size as a multiple of the real training split (entropy-s2-x3 -> 3); None: `per_class`."""
+    return _set_parts(name)[2]
 
 
 def resolve(raw: dict, profile: str | None = None, source: str = "params.yaml") -> Config:

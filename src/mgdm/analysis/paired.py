@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mgdm.config import UNCERTAINTY_MEASURES
+from mgdm.config import UNCERTAINTY_MEASURES, parse_set_name, set_multiple
 
 ALPHA = 0.05
 MARGIN = 1.0  # points: the low end of the paper's claimed 1-3 point gain (params.yaml inference.margin)
@@ -197,7 +197,7 @@ def comparisons_table(runs: pd.DataFrame, sets: list[str], metrics: list[str], p
         preds = (predictions or {}).get(dataset)
         for ref in references:
             for s in sets:
-                if s == ref:
+                if s == ref or not same_size(s, ref):
                     continue
                 for m in metrics:
                     rows += [{"dataset": dataset, "train set": s, "vs": ref, "metric": m, **r}
@@ -206,7 +206,12 @@ def comparisons_table(runs: pd.DataFrame, sets: list[str], metrics: list[str], p
 
 
 def uncertainty_sets(sets: list[str]) -> list[str]:
-    return [s for s in sets if s.split("-s")[0] in UNCERTAINTY_MEASURES]
+    return [s for s in sets if parse_set_name(s)[0] in UNCERTAINTY_MEASURES]
+
+
+def same_size(a: str, b: str) -> bool:
+    """Whether two training sets are compared at one synthetic quantity (real-only is every size's reference)."""
+    return "real" in (a, b) or set_multiple(a) == set_multiple(b)
 
 
 def claims_table(runs: pd.DataFrame, sets: list[str], mgdm_measure: str, metric: str = "acc",
@@ -224,15 +229,18 @@ def claims_table(runs: pd.DataFrame, sets: list[str], mgdm_measure: str, metric:
             rows.extend({"claim": claim, "dataset": dataset, "comparison": f"{a} − {b}", **r}
                         for r in comparison(frame, a, b, metric, preds, margin=margin, alpha=alpha))
 
+        # guidances compare at one quantity (a sized set, e.g. entropy-s2-x3, against none-x3)
         for u in unc:
-            if "none" in sets:
-                add("uncertainty guidance beats no guidance", u, "none")
+            for n in (s for s in sets if parse_set_name(s)[0] == "none" and same_size(u, s)):
+                add("uncertainty guidance beats no guidance", u, n)
         for u in unc:
             for c in classifier:
-                add("uncertainty guidance beats classifier guidance", u, c)
+                if same_size(u, c):
+                    add("uncertainty guidance beats classifier guidance", u, c)
         for m in mgdm:
             for o in one_stage:
-                add("two-stage MGDM beats one-stage uncertainty guidance", m, o)
+                if same_size(m, o):
+                    add("two-stage MGDM beats one-stage uncertainty guidance", m, o)
         for u in unc:
             add("uncertainty guidance beats real-only training", u, "real")
     return adjust(pd.DataFrame(rows), margin, alpha) if rows else pd.DataFrame()

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mgdm.config import SamplingConfig, parse_set_name
+from mgdm.config import SamplingConfig, parse_set_name, set_multiple
 from mgdm.diffusion.train import load_ddpm, model_normalization
 from mgdm.diffusion.unet import ddim_schedulers
 from mgdm.files import read_json, write_image_grid, write_json, write_npz
@@ -23,13 +23,14 @@ from mgdm.sampling.models import guidance_model
 from mgdm.stages import StageResult
 
 
-def label_plan(cfg: SamplingConfig, train_counts: list[int]) -> np.ndarray:
-    """Return the class label of every image to draw: `per_class` each, or the training proportions."""
+def label_plan(cfg: SamplingConfig, train_counts: list[int], multiple: float | None = None) -> np.ndarray:
+    """Return the class label of every image to draw: `per_class` each, or the training proportions; with
+    `multiple`, `multiple` x the training split's size in all (a sized set, e.g. entropy-s2-x3)."""
     k = len(train_counts)
+    total = cfg.per_class * k if multiple is None else round(multiple * sum(train_counts))
     if cfg.class_counts == "balanced":
-        counts = [cfg.per_class] * k
+        counts = [total // k] * k if multiple is None else [total // k + (c < total % k) for c in range(k)]
     else:
-        total = cfg.per_class * k
         counts = [max(1, round(total * c / sum(train_counts))) for c in train_counts]
     return np.repeat(np.arange(k), counts)
 
@@ -64,7 +65,7 @@ def run(ddpm_path: str | Path, guidance_path: str | Path, set_name: str, cfg: Sa
     guidance_net = load_guidance_net(guidance_path, device)
     sampler, inverter = ddim_schedulers(ddpm_cfg["scheduler"])
     norm = model_normalization(ddpm_cfg)
-    labels = label_plan(cfg, train_counts)
+    labels = label_plan(cfg, train_counts, set_multiple(set_name))
     # The same seed for every set: set k's image i starts from the same noise as in every other set,
     # so sets differ only by their guidance (paired comparisons).
     noise = torch.randn(len(labels), unet.config.in_channels, unet.config.sample_size, unet.config.sample_size,

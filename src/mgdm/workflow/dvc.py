@@ -54,6 +54,9 @@ def _variants(plan: Plan, name: str) -> list[tuple[str, dict, dict]]:
         else:
             scales = layer_key(gen, f"sampling.scales.{g}")
             variants.append((f"_{g}", {"set": f"{g}-s${{item.scale}}"}, {**grid, "scale": f"${{{scales}}}"}))
+    sized = layer_key(gen, "sampling.sized_sets")
+    if sized and gen.config.profile.sampling.sized_sets:  # sets sized by the training split, named in full
+        variants.append(("_sized", {}, {**grid, "set": f"${{{sized}}}"}))
     return variants
 
 def _values(plan: Plan, field: str):

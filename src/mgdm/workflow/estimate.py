@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mgdm.files import read_json
-from mgdm.config import load
+from mgdm.config import load, parse_set_name, set_multiple
 from mgdm.workflow.stages import STAGES
 from mgdm.workflow.plan import Plan
 
@@ -65,7 +65,9 @@ def estimate(plan: Plan, data_dir: str | None = None) -> str:
         n_train, k = size
         params = unet_parameters(p.ddpm, spec.image_size, 3, k)
         sets, trained = cfg.sample_sets(), cfg.downstream_sets()
-        n_per_set = p.sampling.per_class * k
+        # images per set: per_class of each class, or a sized set's multiple of the training split
+        size_of = {s: p.sampling.per_class * k if set_multiple(s) is None else set_multiple(s) * n_train
+                   for s in {*sets, *trained}}
         forward = UNET_FORWARD_S * px * params
         generator_rows = [
             ("preprocess", 1, 2),
@@ -76,8 +78,8 @@ def estimate(plan: Plan, data_dir: str | None = None) -> str:
             ("train_guidance_net", 1, p.guidance_net.steps * GUIDANCE_STEP_S * p.guidance_net.batch_size / 64
              * px / 784 * (p.guidance_net.width / 32) ** 2),
             ("train_reference_net", 1, p.reference_net.epochs * n_train * CLASSIFIER_IMAGE_EPOCH_S * px),
-            ("sample", len(sets), sum(SAMPLER_PASSES[s.split("-s")[0]] for s in sets) * p.sampling.ddim_steps
-             * n_per_set * forward),
+            ("sample", len(sets), sum(SAMPLER_PASSES[parse_set_name(s)[0]] * size_of[s] for s in sets)
+             * p.sampling.ddim_steps * forward),
             ("fidelity", len(sets), FIDELITY_CALL_S * 4 * len(sets)),  # the set and three floor draws
             ("analyze", 1, 10),
         ]
@@ -101,7 +103,7 @@ def estimate(plan: Plan, data_dir: str | None = None) -> str:
         rows += [
             ("train_baseline", len(p.downstream.networks) * seeds, seeds * p.downstream.epochs * n_train * per_net),
             ("train_classifier", len(p.downstream.networks) * seeds * len(trained),
-             seeds * len(trained) * p.downstream.epochs * (n_train + n_per_set) * per_net),
+             seeds * p.downstream.epochs * sum(n_train + size_of[s] for s in trained) * per_net),
         ]
     rows.append(("report", 1, 5))
     totals: dict[str, list[float]] = {}

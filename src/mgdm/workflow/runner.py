@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from mgdm.config import ConfigError, load
+from mgdm.config import ConfigError, load, parse_set_name
 from mgdm.workflow.plan import Plan
 from mgdm.workflow.stages import DATA, SAMPLES, STAGES
 
@@ -70,7 +70,7 @@ def _finish(stage: str, a: argparse.Namespace, config, plan: Plan, wildcards: di
         tags = {"stage": stage, "profile": plan.profile, "git_commit": git_commit(),
                 **{k: str(v) for k, v in wildcards.items()}}
         if "set" in wildcards:
-            tags["guidance"] = wildcards["set"].split("-s")[0]
+            tags["guidance"] = parse_set_name(wildcards["set"])[0]
         params = {**result.params, **json.loads(plan.settings(stage, **wildcards))}
         name = "/".join([stage, *map(str, wildcards.values())])
         inputs = []  # the data it read, as MLflow datasets: the real training split, and a synthetic set
