@@ -51,11 +51,11 @@ def test_a_run_alone_is_bit_identical_to_the_loop_it_replaced(discs):
 # a BatchNorm network, a LayerNorm one and an attention one
 @pytest.mark.parametrize("network", ["resnet18", "convnext_atto", "vit_tiny_patch16_224"])
 def test_grouped_runs_equal_solo_runs(discs, network):
-    runs = runs_of(discs)
-    val = discs.tensors("val")
-    grouped = grid.train_runs(network, runs, val, discs.num_classes, CFG, progress=False)
+    runs, val = runs_of(discs), discs.tensors("val")
+    cfg = CFG.model_copy(update={"epochs": 2})  # a second epoch is where the runs' turns interleave
+    grouped = grid.train_runs(network, runs, val, discs.num_classes, cfg, progress=False)
     for run, (model, info) in zip(runs, grouped):
-        solo, solo_info = grid.train_runs(network, [run], val, discs.num_classes, CFG, progress=False)[0]
+        solo, solo_info = grid.train_runs(network, [run], val, discs.num_classes, cfg, progress=False)[0]
         assert_same_state(model, solo, atol=1e-5)
         assert info["best_epoch"] == solo_info["best_epoch"]
     # the runs differ from each other: the grouping did not hand one run's model to all
