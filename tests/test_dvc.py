@@ -10,9 +10,6 @@ import yaml
 from conftest import ROOT, finished_copy, run, stage_of
 
 
-LEGACY_REPORT = "cpu"  # the profile dvc.lock was committed for
-
-
 def dvc_status(workdir) -> dict:
     return yaml.safe_load(run(["dvc", "status", "--json"], workdir).stdout or "{}")
 
@@ -39,12 +36,8 @@ def changes(status: dict) -> dict[str, str]:
 def test_a_fresh_clone_finds_the_committed_tables_current_with_the_code_and_params(tmp_path):
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-    status = dvc_status(clone)
-    # The report of the committed `cpu` run is legacy: made before run records were kept (its records are
-    # gone with the machine that held them), so it cannot be rebuilt with the report's current code, and DVC
-    # rightly calls it changed. Every other stage's code, settings and committed files match dvc.lock.
-    assert "report" in status and LEGACY_REPORT in __import__("test_records").LEGACY
-    found = changes({k: v for k, v in status.items() if k != "report"})
+    # every stage's code, settings and committed files (records, tables, figures) match dvc.lock
+    found = changes(dvc_status(clone))
     # the clone lacks only what git does not hold (data, checkpoints, sets: `dvc pull` brings them)
     absent = {"deleted", "not in cache"}  # DVC's words for a file the clone lacks
     assert found and set(found.values()) <= absent, {k: v for k, v in found.items() if v not in absent}
