@@ -90,13 +90,28 @@ def tmp_workflow(tmp_path):
     return workflow_copy(tmp_path)
 
 
+# Under pytest-xdist each worker is one process of its own: it gets an equal share of the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))))
+
+
 @pytest.fixture(scope="session")
 def smoke_dag(tmp_path_factory):
     """The smoke DAG run once by Snakemake, for the tests that read a finished pipeline (do not modify it:
-    copy it with `finished_copy`). Returns (workdir, the Snakemake run's stdout + stderr)."""
-    workdir = workflow_copy(tmp_path_factory.mktemp("smoke_dag"))
-    res = run(["snakemake", "--cores", "2", "--config", "profile=smoke"], workdir)
-    return workdir, res.stdout + res.stderr
+    copy it with `finished_copy`). Returns (workdir, the Snakemake run's stdout + stderr). Under xdist the
+    first worker to ask runs it in the folder all workers share; the others wait for it and read it."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    workdir, log = shared / "smoke_dag", shared / "smoke_dag.log"
+    with FileLock(shared / "smoke_dag.lock"):
+        if not log.exists():
+            shutil.rmtree(workdir, ignore_errors=True)  # a failed attempt by another worker
+            workdir.mkdir()
+            res = run(["snakemake", "--cores", "2", "--config", "profile=smoke"], workflow_copy(workdir))
+            log.write_text(res.stdout + res.stderr)
+    return workdir, log.read_text()
 
 
 def finished_copy(smoke_dag, dest: Path) -> Path:

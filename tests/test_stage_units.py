@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from mgdm.analysis.tables import downstream_table, write_table
+from mgdm.analysis import paired
+from mgdm.analysis.tables import downstream_table, quantity_plot, write_table
 from mgdm.classifiers.zoo import create_network
 from mgdm.config import AnalysisConfig, FidelityConfig, SamplingConfig
 from mgdm.files import save_model, write_npz
@@ -37,6 +38,28 @@ def test_downstream_table_means_seeds_and_subtracts_the_real_only_mean():
     table = downstream_table(runs).set_index("train set")
     assert table.loc["none", "acc"] == "0.560 ± 0.014" and table.loc["real", "acc"] == "0.520 ± 0.028"
     assert table.loc["none", "Δacc vs real"] == pytest.approx(0.04)
+
+
+def test_the_quantity_figure_puts_each_guidance_at_its_images_per_real_image(tmp_path):
+    """Two guidances at 0.2x and 1x: x is n_synthetic / n_real, y the networks-level change against real-only
+    (known: +1 point at 0.2x and +3 at 1x for `none`, whose seeds all gain the same)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for network in ("a", "b", "c"):
+        for seed in (0, 1):
+            base = 0.5 + rng.normal(0, 0.02)
+            for s, n_syn, gain in (("real", 0, 0), ("none", 200, 0.01), ("none-x1", 1000, 0.03),
+                                   ("entropy-s2", 200, rng.normal(0, 0.01)), ("entropy-s2-x1", 1000, 0.0)):
+                rows.append({"dataset": "d", "network": network, "train set": s, "seed": seed,
+                             "acc": base + gain, "n_real": 1000, "n_synthetic": n_syn})
+    runs = pd.DataFrame(rows)
+    comparisons = paired.comparisons_table(runs, ["none", "entropy-s2", "none-x1", "entropy-s2-x1"], ["acc"])
+    drawn = quantity_plot(comparisons, runs, tmp_path / "quantity.png").set_index("train set")
+    assert (tmp_path / "quantity.png").stat().st_size > 5000
+    assert set(drawn["inference"]) == {"networks"} and set(drawn["vs"]) == {"real"}
+    assert drawn.loc["none", "quantity"] == pytest.approx(0.2) and drawn.loc["entropy-s2-x1", "quantity"] == 1
+    assert drawn.loc["none", "mean"] == pytest.approx(1) and drawn.loc["none-x1", "mean"] == pytest.approx(3)
+    assert drawn.loc["none-x1", "guidance"] == "none" and drawn.loc["entropy-s2-x1", "guidance"] == "entropy-s2"
 
 
 def test_tables_print_p_values_as_given(tmp_path):

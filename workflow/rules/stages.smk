@@ -258,6 +258,7 @@ rule report:
         f"{ROOT}/tables/runtime.tex",
         report(f"{ROOT}/figures/downstream.png", caption="../report/report.rst", category="Tables"),
         report(f"{ROOT}/figures/fidelity_vs_downstream.png", caption="../report/report.rst", category="Tables"),
+        report(f"{ROOT}/figures/quantity.png", caption="../report/report.rst", category="Tables"),
         f"{ROOT}/tables/report.json",
     params:
         settings=lambda wildcards: PLAN.settings("report", **wildcards),

@@ -234,6 +234,7 @@ def build(report: Report, records_dir: str | Path, tables_dir: str | Path, figur
     if figures:
         forest_plot(comparisons, report.margin, figures["downstream"])
         fidelity_plot(fid, runs, figures["fidelity_vs_downstream"])
+        quantity_plot(comparisons, runs, figures["quantity"])
     counted = claims[claims["inference"] == "networks"] if "inference" in claims and (
         claims["inference"] == "networks").any() else claims
     verdicts = counted["verdict"].str.split(" (", regex=False).str[0].value_counts() if len(counted) else {}
@@ -282,6 +283,40 @@ def forest_plot(comparisons: pd.DataFrame, margin: float, path: str | Path) -> N
                  "green supported, red contradicted, blue gain ≥ margin excluded, grey undecided", fontsize=9)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def quantity_plot(comparisons: pd.DataFrame, runs: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """Dose-response (returns what it drew): each guidance's paired change against real-only (95% interval, the forest plot's unit)
+    over the synthetic quantity, as a multiple of the real training split (n_synthetic / n_real of its runs;
+    real-only is 0 at 0). One line per guidance and scale, one panel per metric and dataset."""
+    level = "networks" if len(comparisons) and (comparisons["inference"] == "networks").any() else "pairs"
+    df = comparisons[(comparisons["inference"] == level) & (comparisons["vs"] == "real")
+                     & comparisons["metric"].isin(["acc", "balanced_acc", "auc"])] if len(comparisons) else comparisons
+    if df.empty:
+        fig, ax = plt.subplots(figsize=(6, 1.5))
+        ax.text(0.5, 0.5, "no comparisons against real-only", ha="center", va="center")
+        ax.set_axis_off()
+        save_figure(fig, path)
+        return df
+    dose = (runs["n_synthetic"] / runs["n_real"]).groupby([runs["dataset"], runs["train set"]]).mean()
+    df = df.assign(quantity=[dose[(d, s)] for d, s in zip(df["dataset"], df["train set"])],
+                   guidance=df["train set"].str.replace(r"-x[\d.]+$", "", regex=True))
+    panels = list(df.groupby(["dataset", "metric"], sort=False))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, ((dataset, metric), g) in zip(axes[0], panels):
+        lines = list(g.sort_values("quantity").groupby("guidance", sort=False))
+        for i, (guidance, line) in enumerate(lines):  # nudged apart, so that the intervals do not overlap
+            x = line["quantity"].to_numpy() + 0.012 * g["quantity"].max() * (i - (len(lines) - 1) / 2)
+            ax.errorbar(np.r_[0, x], np.r_[0, line["mean"]], capsize=2, marker="o", ms=4, label=guidance,
+                        yerr=[np.r_[0, line["mean"] - line["ci_low"]], np.r_[0, line["ci_high"] - line["mean"]]])
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set(title=f"{dataset}: {metric}" if df["dataset"].nunique() > 1 else metric,
+               xlabel="synthetic images ÷ real training images", ylabel="paired change vs real-only (points)")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(f"Downstream change against the synthetic quantity, 95% CI ({level} as the unit)", fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return df  # what was drawn
 
 
 def fidelity_plot(fid: list[dict], runs: pd.DataFrame, path: str | Path) -> None:

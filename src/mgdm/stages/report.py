@@ -13,7 +13,7 @@ from mgdm.stages import StageResult
 def main(config, plan, a) -> StageResult:
     out = plan.paths("report")
     p = config.profile
-    figures = {k: out[f"{k}.png"] for k in ("downstream", "fidelity_vs_downstream")}
+    figures = {k: out[f"{k}.png"] for k in ("downstream", "fidelity_vs_downstream", "quantity")}
     records = Path(out["runs.csv"]).parent
     if not a.from_records:
         def predictions(stage, **w):

@@ -34,12 +34,16 @@ def job_args(params: str, profile: str, stage: str, wildcards: dict, **options) 
     return argparse.Namespace(**{**defaults, **wildcards, **options})
 
 
-def _job(stage: str, a: argparse.Namespace):
-    """Settings, plan, wildcards and outputs of one job, its wildcards checked against the profile."""
+def _load(a: argparse.Namespace) -> tuple:
+    """The settings and plan a job runs under (the card at hand replaces the profile's device)."""
     config = load(a.params, a.profile)
     if a.device:  # the card at hand instead of the profile's; the metrics JSON names the machine it ran on
         config.profile = config.profile.model_copy(update={"device": a.device})
-    plan = Plan(config, a.params)
+    return config, Plan(config, a.params)
+
+
+def _job(stage: str, a: argparse.Namespace, config, plan: Plan):
+    """Wildcards and outputs of one job, its wildcards checked against the profile."""
     wildcards = {k: getattr(a, k) for k in STAGES[stage].matrix}
     values = plan.owner(stage).values
     for k, v in wildcards.items():
@@ -49,7 +53,7 @@ def _job(stage: str, a: argparse.Namespace):
     outputs = [p.format(**wildcards) for p in plan.outputs(stage)]
     if getattr(a, "from_records", False):  # the records are this run's input: never removed on failure
         outputs = [p for p in outputs if "/records/" not in p]
-    return config, plan, wildcards, outputs
+    return wildcards, outputs
 
 
 def _finish(stage: str, a: argparse.Namespace, config, plan: Plan, wildcards: dict, result, start: float,
@@ -98,7 +102,8 @@ def _fail(err: BaseException, stage: str, outputs: list[str]) -> int:
 def run_stage(stage: str, a: argparse.Namespace) -> int:
     from mgdm.files import check_writable
 
-    config, plan, wildcards, outputs = _job(stage, a)
+    config, plan = _load(a)
+    wildcards, outputs = _job(stage, a, config, plan)
     if a.threads:
         import torch
 
@@ -120,7 +125,8 @@ def run_group(jobs: list[tuple[str, argparse.Namespace]]) -> int:
     from mgdm.files import check_writable
 
     main_group = importlib.import_module(STAGES["train_baseline"].module).main_group  # stages sit above workflow
-    prepared = [(stage, a, *_job(stage, a)) for stage, a in jobs]
+    config, plan = _load(jobs[0][1])  # one group: one params file, profile and device
+    prepared = [(stage, a, *_job(stage, a, config, plan)) for stage, a in jobs]
     outputs = [p for *_, out in prepared for p in out]
     if jobs[0][1].threads:
         import torch
@@ -129,8 +135,7 @@ def run_group(jobs: list[tuple[str, argparse.Namespace]]) -> int:
     start = time.time()
     try:
         check_writable(outputs)
-        config, plan = prepared[0][2], prepared[0][3]
-        for (stage, a, config, plan, wildcards, _), (result, wall_s) in zip(prepared, main_group(config, plan, jobs)):
+        for (stage, a, wildcards, _), (result, wall_s) in zip(prepared, main_group(config, plan, jobs)):
             _finish(stage, a, config, plan, wildcards, result, start, wall_s)
     except BaseException as err:
         return _fail(err, "train group", outputs)

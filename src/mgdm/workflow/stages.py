@@ -95,7 +95,8 @@ STAGES = {s.name: s for s in [
            f"{R}/downstream/{{network}}/{{set}}/seed{{seed}}_test.npz", f"{D}/analysis/distribution.json"),
           ("{root}/records/images.json", "{root}/records/runs.csv")
           + tuple(f"{{root}}/tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex"))
-          + ("{root}/figures/downstream.png", "{root}/figures/fidelity_vs_downstream.png"),
+          + ("{root}/figures/downstream.png", "{root}/figures/fidelity_vs_downstream.png",
+             "{root}/figures/quantity.png"),
           "{root}/tables/report.json", ("sampling.mgdm.measure", "inference"),
           committed=("records", "tables", "figures")),
 ]}
