@@ -1,16 +1,18 @@
 """Code and settings are dependencies: an edit plans exactly the stages that read it, and what follows.
 
-Each test finishes the smoke DAG on paper (every output written empty, then `snakemake --touch` puts
-their times in DAG order; `dvc commit` records them in dvc.lock), edits one source file or one
-setting, and asks the workflow manager what it would rerun.
+The smoke DAG is finished on paper once (every output written empty, then `snakemake --touch` puts
+their times in DAG order); each test copies it (`dvc commit` records it in dvc.lock), edits one source
+file or one setting, and asks the workflow manager what it would rerun.
 """
 
 import re
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, run, stage_of
+from conftest import ROOT, run, stage_of, workflow_copy
 
 from mgdm.config import load
 from mgdm.workflow.stages import STAGES
@@ -20,13 +22,22 @@ from mgdm.workflow.sources import stage_sources
 DOWNSTREAM = {"train_classifier", "fidelity", "analyze", "report"}  # what follows `sample` in the smoke DAG
 
 
-def finished(workdir):
+@pytest.fixture(scope="module")
+def on_paper(tmp_path_factory):
+    """The smoke DAG finished on paper once for this module; each test edits a copy (mtimes kept)."""
+    workdir = workflow_copy(tmp_path_factory.mktemp("on_paper"))
     for target in Plan(load(workdir / "params.yaml", "smoke")).targets():
         path = workdir / target
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
     run(["snakemake", "--config", "profile=smoke", "--touch", "--cores", "1"], workdir)
+    assert snakemake_plan(workdir) == set()
     return workdir
+
+
+@pytest.fixture
+def finished(on_paper, tmp_path):
+    return Path(shutil.copytree(on_paper, tmp_path / "w", symlinks=True))
 
 
 def snakemake_plan(workdir) -> set[str]:
@@ -68,9 +79,8 @@ def test_each_stage_depends_on_the_modules_it_imports_and_not_on_the_glue():
     ("src/mgdm/cli.py", set()),  # glue: parses, finds files and logs, computes nothing
     ("src/mgdm/workflow/runner.py", set()),
 ])
-def test_editing_a_source_file_plans_its_stages_and_what_follows_in_snakemake(tmp_workflow, source, stages):
-    workdir = finished(tmp_workflow)
-    assert snakemake_plan(workdir) == set()
+def test_editing_a_source_file_plans_its_stages_and_what_follows_in_snakemake(finished, source, stages):
+    workdir = finished
     edit(workdir / source)
     assert snakemake_plan(workdir) == stages
 
@@ -79,8 +89,8 @@ def test_editing_a_source_file_plans_its_stages_and_what_follows_in_snakemake(tm
     (lambda smoke: smoke["sampling"].update(sized_sets=["entropy-s2-x1"]), "entropy-s2-x1"),  # a quantity
     (lambda smoke: smoke["sampling"]["scales"].update(entropy=[2, 5]), "entropy-s5"),  # a scale
 ], ids=["quantity", "scale"])
-def test_a_new_quantity_or_scale_plans_only_its_own_jobs(tmp_workflow, edit_params, new_set):
-    workdir = finished(tmp_workflow)
+def test_a_new_quantity_or_scale_plans_only_its_own_jobs(finished, edit_params, new_set):
+    workdir = finished
     raw = yaml.safe_load((workdir / "params.yaml").read_text())
     edit_params(raw["profiles"]["smoke"])
     (workdir / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -92,8 +102,8 @@ def test_a_new_quantity_or_scale_plans_only_its_own_jobs(tmp_workflow, edit_para
     assert f"samples/{new_set}.npz" in run(["snakemake", "--config", "profile=smoke", "-n"], workdir).stdout
 
 
-def test_dvc_tracks_code_and_the_narrow_settings_each_stage_reads(tmp_workflow):
-    workdir = finished(tmp_workflow)
+def test_dvc_tracks_code_and_the_narrow_settings_each_stage_reads(finished):
+    workdir = finished
     run(["dvc", "init", "--no-scm", "-q"], workdir)
     run(["mgdm", "dvc-yaml", "--profile", "smoke"], workdir)
     run(["dvc", "commit", "-f", "-q"], workdir)
