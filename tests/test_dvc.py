@@ -2,6 +2,7 @@
 and a remote restores data and checkpoints bit for bit in another clone."""
 
 import hashlib
+import re
 import shutil
 import subprocess
 
@@ -117,4 +118,5 @@ def test_experiments_on_a_scale_or_the_seeds_run_only_their_jobs_and_compare(smo
     ran = {line.split("'")[1] for line in res.stdout.splitlines() if line.startswith("Running stage")}
     # (a dry run lists the stages whose own deps changed; the report follows them when they run)
     assert {stage_of(n) for n in ran} - {"report"} == {"train_baseline", "train_classifier"}, ran
-    assert {n for n in ran if n.startswith("train_")} == {n for n in ran if n.endswith("-1")}, "seed 1's jobs only"
+    # seed 1's jobs only: train_classifier_<guidance>@<dataset>-<network>-<seed>[-<scale>]
+    assert all(re.search(r"@discs-resnet18-1(-|$)", n) for n in ran if n.startswith("train_")), ran

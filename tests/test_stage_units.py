@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mgdm.analysis import paired
-from mgdm.analysis.tables import downstream_table, quantity_plot, write_table
+from mgdm.analysis.tables import FLOOR, downstream_table, image_tables, quantity_plot, write_table
 from mgdm.classifiers.zoo import create_network
 from mgdm.config import AnalysisConfig, FidelityConfig, SamplingConfig
 from mgdm.files import save_model, write_npz
@@ -60,6 +60,18 @@ def test_the_quantity_figure_puts_each_guidance_at_its_images_per_real_image(tmp
     assert drawn.loc["none", "quantity"] == pytest.approx(0.2) and drawn.loc["entropy-s2-x1", "quantity"] == 1
     assert drawn.loc["none", "mean"] == pytest.approx(1) and drawn.loc["none-x1", "mean"] == pytest.approx(3)
     assert drawn.loc["none-x1", "guidance"] == "none" and drawn.loc["entropy-s2-x1", "guidance"] == "entropy-s2"
+
+
+def test_each_set_is_divided_by_the_floor_at_its_own_n(tmp_path):
+    """FID is biased by n: a 0.2x set (n 186) and a 1x set (n 508) each against the floor at its n."""
+    fid = [{"dataset": "d", "set": "none", "n": 186, "domain_fid": 8.0},
+           {"dataset": "d", "set": "none-x1", "n": 508, "domain_fid": 3.0},
+           {"dataset": "d", "set": FLOOR, "n": 186, "domain_fid": 2.0},
+           {"dataset": "d", "set": FLOOR, "n": 508, "domain_fid": 1.0}]
+    image_tables("p", fid, [{"dataset": "d", "set": "none", "n": 186}], [{"dataset": "d"}], tmp_path)
+    rows = {line.split("|")[2].strip(): line.split("|") for line in (tmp_path / "fidelity.md").read_text().splitlines()
+            if line.startswith("| d ")}
+    assert float(rows["none"][5]) == 4.0 and float(rows["none-x1"][5]) == 3.0 and float(rows[FLOOR][5]) == 1.0
 
 
 def test_tables_print_p_values_as_given(tmp_path):

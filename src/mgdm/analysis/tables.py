@@ -141,14 +141,15 @@ def image_records(datasets: list[str], sets: list[str], metrics) -> dict:
     """The generator's metrics the tables read (fidelity, distribution, guidance net, wall clocks), as records."""
     fid, dist, guidance, runtime = [], [], [], []
     for d in datasets:
-        for i, s in enumerate(sets):
+        floors = {}  # FID is biased by n: sets of one size share one floor, sized sets (-x1) have their own
+        for s in sets:
             f = read_metrics(metrics("fidelity", dataset=d, set=s), "n_fake")
             fid.append({"dataset": d, "set": s, "n": f.get("n_fake"),
                         **{k: v for k, v in f.items() if k.split("_")[0] in ("domain", "inception")}})
-            if i == len(sets) - 1:  # every set has the same class plan and n, so they share one floor
-                fid.append({"dataset": d, "set": FLOOR, "n": f.get("n_fake"), **floor_row(f)})
+            floors[f.get("n_fake")] = {"dataset": d, "set": FLOOR, "n": f.get("n_fake"), **floor_row(f)}
             runtime.append(timing("fidelity", f))
             runtime.append(timing("sample", read_metrics(metrics("sample", dataset=d, set=s))))
+        fid.extend(floors.values())
         analysis = read_metrics(metrics("analyze", dataset=d), "sets")
         for s in [*sets, FLOOR, "real-train", "real-test"]:  # the analysis JSON has its keys sorted
             row = analysis["sets"].get(s)
@@ -336,8 +337,8 @@ def image_tables(profile: str, fid: list[dict], dist: list[dict], guidance: list
     """Write the fidelity, distribution and guidance-net tables."""
     fd = pd.DataFrame(fid)
     for col in [c for c in fd if c.endswith("_fid")]:
-        floors = fd[fd["set"] == FLOOR].set_index("dataset")[col]
-        fd[f"{col} ÷ floor"] = [v / floors[d] for d, v in zip(fd["dataset"], fd[col])]
+        floors = fd[fd["set"] == FLOOR].set_index(["dataset", "n"])[col]  # the floor at the set's own n
+        fd[f"{col} ÷ floor"] = [v / floors[(d, n)] for d, n, v in zip(fd["dataset"], fd["n"], fd[col])]
     order = [f"{e}_{m}" for e in ("domain", "inception") for m in FIDELITY_COLUMNS]
     fd = fd[["dataset", "set", "n"] + [c for c in order if c in fd]]
     write_table(fd, tables_dir / "fidelity",
