@@ -8,8 +8,8 @@ from mgdm.classifiers.zoo import NETWORKS, create_network
 from mgdm.config import NETWORKS as CONFIG_NETWORKS
 
 
-def test_zoo_has_ten_networks_and_the_config_knows_them():
-    assert len(NETWORKS) == 10 and tuple(NETWORKS) == CONFIG_NETWORKS
+def test_zoo_has_twenty_networks_and_the_config_knows_them():
+    assert len(NETWORKS) == 20 and tuple(NETWORKS) == CONFIG_NETWORKS
 
 
 # how each network meets 28 px (DESIGN.md: densenet121, vgg16_bn and convnext_atto refuse under 32 px,
@@ -18,7 +18,10 @@ ADAPTATION_28 = {"resnet18": "3x3 stem, no max-pool", "resnet50": "3x3 stem, no 
                  "densenet121": "resize to 32 px", "vgg16_bn": "resize to 32 px", "convnext_atto": "resize to 32 px",
                  "mobilenetv2_100": "resize to 64 px", "efficientnet_b0": "resize to 64 px",
                  "regnetx_002": "resize to 64 px", "inception_v3": "resize to 75 px",
-                 "vit_tiny_patch16_224": "resize to 32 px"}
+                 "vit_tiny_patch16_224": "resize to 32 px", "dla46_c": "resize to 32 px",
+                 **{n: "resize to 64 px" for n in ("edgenext_xx_small", "mobilenetv3_small_100", "efficientvit_b0",
+                                                   "mobilevit_xxs", "lcnet_100", "resnet10t", "regnety_002",
+                                                   "tinynet_e", "ghostnet_100")}}
 
 
 @pytest.mark.parametrize("name", sorted(NETWORKS))
@@ -35,7 +38,9 @@ def test_forward_backward_and_features_at_28px(name, chans):
     assert next(iter(grads.values())).abs().sum() > 0, f"{name}: the input layer gets no gradient"
     with torch.no_grad():
         feats = model.eval().features(x)
-    assert feats.shape == (2, model.net.get_classifier().in_features) and torch.isfinite(feats).all()  # what the head reads
+    head = model.net.get_classifier()  # a Linear, or a 1x1 conv (DLA): its input is the feature width
+    assert feats.shape == (2, getattr(head, "in_features", None) or head.in_channels) and torch.isfinite(feats).all()
+    assert torch.allclose(model.classify(feats), model(x), atol=1e-5)  # features then head = the whole network
     assert NETWORKS[name].adaptation(28) == ADAPTATION_28[name] and model.in_chans == chans
     assert NETWORKS[name].adaptation(224) in ("as-is", "3x3 stem, no max-pool")  # no resize at full size
 

@@ -22,6 +22,8 @@ UNCERTAINTY_MEASURES = ("entropy", "margin", "leastconf", "bald")
 NETWORKS = (
     "resnet18", "resnet50", "densenet121", "vgg16_bn", "mobilenetv2_100",
     "efficientnet_b0", "convnext_atto", "regnetx_002", "inception_v3", "vit_tiny_patch16_224",
+    "dla46_c", "edgenext_xx_small", "mobilenetv3_small_100", "efficientvit_b0", "mobilevit_xxs",
+    "lcnet_100", "resnet10t", "regnety_002", "tinynet_e", "ghostnet_100",
 )
 
 
@@ -227,7 +229,7 @@ class ZooConfig(Strict):
 
     epochs: int = Field(4, gt=0, description="training epochs per network (downstream optimiser and batch size)")
     seed: int = 0
-    networks: list[str] = Field(default_factory=list, description="networks to survey; empty: all ten")
+    networks: list[str] = Field(default_factory=list, description="networks to survey; empty: the whole zoo")
 
     _known = field_validator("networks")(known_networks)
 

@@ -1,9 +1,12 @@
-"""Ten classic timm networks, each with a recorded way of meeting small (28 px) images.
+"""The paper's ten timm networks and ten small ones, each with a recorded way of meeting small (28 px) images.
 
 timm's ImageNet networks shrink their input 32x, so at 28 px the last feature map is 1x1 and some
 refuse the size. Each network therefore either gets the MedMNIST v2 stem (3x3 stride-1 first conv,
 no max-pool) or has its inputs resized up to a minimum side, or both; the choice is part of the
 results tables. Weights start from scratch; a local weights file is an option, never a requirement.
+The first ten are the paper's downstream networks; the ten after them are small networks of other families
+(DLA, EdgeNeXt, MobileNetV3, EfficientViT, MobileViT, PP-LCNet, ResNet-T, RegNetY, TinyNet, GhostNet),
+cheap enough on 2 cores to make architectures the unit of the operating grid (`mgdm survey-zoo` first).
 """
 
 from __future__ import annotations
@@ -41,6 +44,17 @@ NETWORKS = {
     "regnetx_002": NetworkSpec("regnetx_002", min_size=64),
     "inception_v3": NetworkSpec("inception_v3", min_size=75),
     "vit_tiny_patch16_224": NetworkSpec("vit_tiny_patch16_224", min_size=32, kwargs={"patch_size": 4}),
+    # small networks beyond the paper's ten (a deep-stem resnet10t has no single conv1 to adapt: resized instead)
+    "dla46_c": NetworkSpec("dla46_c", min_size=32),
+    "edgenext_xx_small": NetworkSpec("edgenext_xx_small", min_size=64),
+    "mobilenetv3_small_100": NetworkSpec("mobilenetv3_small_100", min_size=64),
+    "efficientvit_b0": NetworkSpec("efficientvit_b0", min_size=64),
+    "mobilevit_xxs": NetworkSpec("mobilevit_xxs", min_size=64),
+    "lcnet_100": NetworkSpec("lcnet_100", min_size=64),
+    "resnet10t": NetworkSpec("resnet10t", min_size=64),
+    "regnety_002": NetworkSpec("regnety_002", min_size=64),
+    "tinynet_e": NetworkSpec("tinynet_e", min_size=64),
+    "ghostnet_100": NetworkSpec("ghostnet_100", min_size=64),
 }
 
 
@@ -58,6 +72,11 @@ class SmallImageNet(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.forward_head(self.net.forward_features(self._prepare(x)), pre_logits=True)
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits from `features`' output (the head is a Linear, or a 1x1 conv in DLA)."""
+        head = self.net.get_classifier()
+        return head(features[..., None, None]).flatten(1) if isinstance(head, nn.Conv2d) else head(features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self._prepare(x))

@@ -20,7 +20,7 @@ def embed(model, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray,
     for i in range(0, len(images), batch_size):
         f = model.features(to_model_range(images[i:i + batch_size]).to(device))
         feats.append(f.cpu())
-        probs.append(torch.softmax(model.net.get_classifier()(f), -1).cpu())
+        probs.append(torch.softmax(model.classify(f), -1).cpu())
     return torch.cat(feats).numpy(), torch.cat(probs).numpy()
 
 

@@ -53,7 +53,7 @@ class ReferenceNetFeatures(FeatureExtractorBase):
     def forward(self, x):
         x = x.float()[:, : self.model.in_chans] / 127.5 - 1.0  # grayscale sets arrive as 3 equal channels
         feats = self.model.features(x)
-        logits = self.model.net.get_classifier()(feats)
+        logits = self.model.classify(feats)
         return tuple({"features": feats, "logits": logits}[n] for n in self.features_list)
 
 

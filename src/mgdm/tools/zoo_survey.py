@@ -20,6 +20,7 @@ from mgdm.classifiers.zoo import NETWORKS
 from mgdm.config import Profile
 from mgdm.data.splits import Dataset
 from mgdm.files import read_json, write_json
+from mgdm.machine import cpu_name
 from mgdm.config import ConfigError
 from mgdm.tools import open_dataset, open_tool
 
@@ -36,7 +37,8 @@ def survey_network(dataset: Dataset, profile: Profile, network: str, out_dir: Pa
     m = result["metrics"]
     row = {"network": network, "adaptation": result["params"]["adaptation"], "epochs": cfg.epochs,
            "s_per_epoch": m["train_s"] / cfg.epochs, "best_epoch": m["best_epoch"], "acc": m["acc"],
-           "auc": m["auc"], "balanced_acc": m["balanced_acc"], "threads": torch.get_num_threads()}
+           "auc": m["auc"], "balanced_acc": m["balanced_acc"], "threads": torch.get_num_threads(),
+           "machine": cpu_name()}
     write_json(path, row)
     return row
 
@@ -64,7 +66,6 @@ def networks(profile: Profile, only: list[str]) -> list[str]:
 
 def main(a) -> int:
     from mgdm.analysis.tables import write_table
-    from mgdm.machine import cpu_name
 
     config, plan, name = open_tool(a)
     p = config.profile
@@ -83,11 +84,12 @@ def main(a) -> int:
         raise ConfigError(f"{out_dir}: no surveyed network yet; run without --table-only")
     missing = [n for n in chosen if n not in {r["network"] for r in rows}]
     threads = "/".join(sorted({str(r.get("threads", "unrecorded")) for r in rows}))  # as each network ran
+    machines = " / ".join(sorted({r.get("machine", cpu_name()) for r in rows}))
     write_table(table(rows, dataset), Path(plan.root) / "tables" / "zoo",
                 f"The zoo on real {name} (profile `{p.name}`): each network trained from scratch for "
                 f"{p.zoo.epochs} epochs (downstream optimiser, batch {p.downstream.batch_size}, lr {p.downstream.lr}, "
                 f"seed {p.zoo.seed}), epoch selected on validation AUC, scored on the test split; seconds per "
-                f"epoch on {cpu_name()} with {threads} torch threads "
+                f"epoch on {machines} with {threads} torch threads "
                 f"({p.device}). Flagged: test AUC within {CHANCE_AUC_MARGIN} of chance or ACC not "
                 "above the majority class." + (f" Not yet surveyed: {', '.join(missing)}." if missing else ""))
     print(f"wrote {plan.root}/tables/zoo.md ({len(rows)} networks)")
