@@ -16,7 +16,8 @@ from pathlib import Path
 from mgdm.config import ConfigError
 from mgdm.workflow.stages import STAGES
 
-TOOLS = ("benchmark", "sweep-generator", "calibrate-scales", "survey-zoo", "power", "legacy-networks")
+TOOLS = ("benchmark", "sweep-generator", "calibrate-scales", "survey-zoo", "training-length", "power",
+         "legacy-networks")
 
 WILDCARD_ARGS = {"dataset": str, "set": str, "network": str, "seed": int}
 WILDCARD_HELP = {"dataset": "a dataset of the profile (params.yaml `datasets`), e.g. retinamnist",
@@ -125,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--table-only", action="store_true", help="only rewrite the table from surveyed networks")
     z.add_argument("--no-progress", action="store_true", help="no progress bars")
     z.set_defaults(func="mgdm.tools.zoo_survey")
+    tl = sub.add_parser("training-length", help="train downstream networks on real data at each length of "
+                        "training_length.epochs: best validation AUC per length, and the shortest length after which "
+                        "it stops improving; e.g. mgdm training-length --profile converged --network densenet121")
+    tl.add_argument("--network", action="append", default=[], help="only this network (repeatable)")
+    tl.add_argument("--table-only", action="store_true", help="only rewrite the table and figure from finished runs")
+    tl.add_argument("--no-progress", action="store_true", help="no progress bars")
+    tl.set_defaults(func="mgdm.tools.training_length")
     pw = sub.add_parser("power", help="design a study from a profile's run records: variance components (seed, "
                         "network x set) of paired accuracy changes, then per design (networks x seeds) the "
                         "network-level half-width, the power at 1, 1.5 and 3 points and the minutes; "

@@ -234,6 +234,26 @@ class ZooConfig(Strict):
     _known = field_validator("networks")(known_networks)
 
 
+class TrainingLengthConfig(Strict):
+    """`mgdm training-length`: downstream training on real data at several lengths (not in the DAG), to find
+    where validation AUC stops improving. The schedule is one-cycle over the run, so each length is its own run."""
+
+    epochs: list[int] = Field(default_factory=lambda: [4, 8, 16, 32], min_length=2, description="lengths to train")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    networks: list[str] = Field(default_factory=list, description="networks; empty: downstream.networks")
+    tolerance: float = Field(0.01, gt=0, description="a longer length that raises mean best validation AUC by "
+                             "no more than this has stopped improving")
+
+    _known = field_validator("networks")(known_networks)
+
+    @field_validator("epochs")
+    @classmethod
+    def _lengths(cls, v):
+        if v != sorted(set(v)) or v[0] < 1:
+            raise ValueError(f"training_length.epochs must be positive and increasing, got {v}")
+        return v
+
+
 # generator target -> (direction, what it reads); ratios are against the real held-out floor
 TARGETS = {"fid_ratio": ("at most", "domain FID ÷ floor"), "recall": ("at least", "domain recall"),
            "coverage": ("at least", "coverage"), "label_agreement_ratio": ("at least", "label agreement ÷ floor"),
@@ -286,6 +306,7 @@ class Profile(Strict):
     inference: InferenceConfig = InferenceConfig()
     generator_sweep: GeneratorSweepConfig = GeneratorSweepConfig()
     zoo: ZooConfig = ZooConfig()
+    training_length: TrainingLengthConfig = TrainingLengthConfig()
 
     @model_validator(mode="after")
     def _epistemic(self):

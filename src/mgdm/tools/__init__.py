@@ -1,4 +1,4 @@
-"""Commands outside the DAG: benchmark, generator sweep, zoo survey, scale calibration, power."""
+"""Commands outside the DAG: benchmark, generator sweep, zoo survey, training length, scale calibration, power."""
 
 from __future__ import annotations
 
