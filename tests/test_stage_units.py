@@ -60,6 +60,10 @@ def test_the_quantity_figure_puts_each_guidance_at_its_images_per_real_image(tmp
     assert drawn.loc["none", "quantity"] == pytest.approx(0.2) and drawn.loc["entropy-s2-x1", "quantity"] == 1
     assert drawn.loc["none", "mean"] == pytest.approx(1) and drawn.loc["none-x1", "mean"] == pytest.approx(3)
     assert drawn.loc["none-x1", "guidance"] == "none" and drawn.loc["entropy-s2-x1", "guidance"] == "entropy-s2"
+    # nothing against real-only (only set-vs-set rows): an empty frame, and a figure that says so
+    between = comparisons.assign(vs="none")
+    assert quantity_plot(between, runs, tmp_path / "empty.png").empty
+    assert 0 < (tmp_path / "empty.png").stat().st_size < (tmp_path / "quantity.png").stat().st_size
 
 
 def test_each_set_is_divided_by_the_floor_at_its_own_n(tmp_path):

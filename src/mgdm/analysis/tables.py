@@ -251,15 +251,19 @@ def format_list(values) -> str:
     return ", ".join(str(v) for v in sorted(values))
 
 
+def placeholder_figure(text: str, path: str | Path) -> None:
+    """A figure that says why it has nothing to draw (the report's outputs exist whatever the runs hold)."""
+    fig, ax = plt.subplots(figsize=(6, 1.5))
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.set_axis_off()
+    save_figure(fig, path)
+
+
 def forest_plot(comparisons: pd.DataFrame, margin: float, path: str | Path) -> None:
     """Every paired difference with its 95% interval (networks as a random factor where there are several,
     else pairs), the margin drawn at ±margin: effects of 1-2 points visible, unlike bars from 0."""
     if comparisons.empty:
-        fig, ax = plt.subplots(figsize=(6, 1.5))
-        ax.text(0.5, 0.5, "no comparisons", ha="center", va="center")
-        ax.set_axis_off()
-        save_figure(fig, path)
-        return
+        return placeholder_figure("no comparisons", path)
     level = "networks" if (comparisons["inference"] == "networks").any() else "pairs"
     df = comparisons[(comparisons["inference"] == level) & comparisons["metric"].isin(["acc", "balanced_acc", "auc"])]
     metrics = list(dict.fromkeys(df["metric"]))
@@ -287,17 +291,14 @@ def forest_plot(comparisons: pd.DataFrame, margin: float, path: str | Path) -> N
 
 
 def quantity_plot(comparisons: pd.DataFrame, runs: pd.DataFrame, path: str | Path) -> pd.DataFrame:
-    """Dose-response (returns what it drew): each guidance's paired change against real-only (95% interval, the forest plot's unit)
-    over the synthetic quantity, as a multiple of the real training split (n_synthetic / n_real of its runs;
-    real-only is 0 at 0). One line per guidance and scale, one panel per metric and dataset."""
+    """Dose-response (returns what it drew): each guidance's paired change against real-only (95% interval, the
+    forest plot's unit) over the synthetic quantity, as a multiple of the real training split (n_synthetic /
+    n_real of its runs; real-only is 0 at 0). One line per guidance and scale, one panel per metric and dataset."""
     level = "networks" if len(comparisons) and (comparisons["inference"] == "networks").any() else "pairs"
     df = comparisons[(comparisons["inference"] == level) & (comparisons["vs"] == "real")
                      & comparisons["metric"].isin(["acc", "balanced_acc", "auc"])] if len(comparisons) else comparisons
     if df.empty:
-        fig, ax = plt.subplots(figsize=(6, 1.5))
-        ax.text(0.5, 0.5, "no comparisons against real-only", ha="center", va="center")
-        ax.set_axis_off()
-        save_figure(fig, path)
+        placeholder_figure("no comparisons against real-only", path)
         return df
     dose = (runs["n_synthetic"] / runs["n_real"]).groupby([runs["dataset"], runs["train set"]]).mean()
     df = df.assign(quantity=[dose[(d, s)] for d, s in zip(df["dataset"], df["train set"])],

@@ -37,7 +37,7 @@ def job_args(params: str, profile: str, stage: str, wildcards: dict, **options) 
 def _load(a: argparse.Namespace) -> tuple:
     """The settings and plan a job runs under (the card at hand replaces the profile's device)."""
     config = load(a.params, a.profile)
-    if a.device:  # the card at hand instead of the profile's; the metrics JSON names the machine it ran on
+    if a.device:  # the metrics JSON names the machine it ran on
         config.profile = config.profile.model_copy(update={"device": a.device})
     return config, Plan(config, a.params)
 
