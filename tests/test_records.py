@@ -43,6 +43,21 @@ def test_run_records_agree_with_their_test_predictions(profile):
     assert runs.groupby(["dataset", "network", "train set", "seed"]).size().max() == 1, "one record per run"
 
 
+@pytest.mark.parametrize("records", sorted(ROOT.glob("results/*/records/training_length.json")),
+                         ids=lambda p: p.parent.parent.name)
+def test_committed_training_length_tables_are_rebuilt_from_their_records(records, tmp_path):
+    import pandas as pd
+
+    from mgdm.files import read_json
+    from mgdm.tools.training_length import report
+
+    profile = records.parent.parent.name
+    p = load(ROOT / "params.yaml", profile).profile
+    report(pd.DataFrame(read_json(records)), p, p.datasets[0], tmp_path)
+    for f in ("training_length.md", "training_length.tex"):
+        assert (tmp_path / "tables" / f).read_text() == (records.parent.parent / "tables" / f).read_text(), f
+
+
 @pytest.mark.slow
 def test_report_from_records_rewrites_the_same_tables_without_the_jsons(smoke_dag, tmp_path):
     work = finished_copy(smoke_dag, tmp_path)

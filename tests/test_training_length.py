@@ -40,7 +40,7 @@ def test_training_length_writes_one_record_per_length_and_skips_finished_ones(tm
     shutil.copy(ROOT / "params.yaml", tmp_path)
     run(["mgdm", "preprocess", "--profile", "smoke", "--dataset", "discs", "--no-mlflow"], tmp_path)
     empty = run(["mgdm", "training-length", "--profile", "smoke", "--table-only"], tmp_path, check=False)
-    assert empty.returncode == 2 and "lengths: no finished length yet" in empty.stderr
+    assert empty.returncode == 2 and "training_length.json: no finished length yet" in empty.stderr
     cmd = ["mgdm", "training-length", "--profile", "smoke", "--no-progress", "--threads", "1"]
     run(cmd, tmp_path)
     folder = tmp_path / "results/smoke/discs/lengths"
@@ -54,3 +54,8 @@ def test_training_length_writes_one_record_per_length_and_skips_finished_ones(tm
     first = (folder / "resnet18-e1.json").read_text()
     again = run(cmd, tmp_path)
     assert (folder / "resnet18-e1.json").read_text() == first and "best validation AUC" not in again.stdout
+    # the table comes back from the records alone
+    shutil.rmtree(folder)
+    (tmp_path / "results/smoke/tables/training_length.md").unlink()
+    run(["mgdm", "training-length", "--profile", "smoke", "--table-only"], tmp_path)
+    assert (tmp_path / "results/smoke/tables/training_length.md").read_text() == table_md

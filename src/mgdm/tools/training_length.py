@@ -92,39 +92,52 @@ def plot(rows: pd.DataFrame, converged: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
-def main(a) -> int:
+def report(rows: pd.DataFrame, profile, dataset: str, root: Path) -> dict[str, int]:
+    """Write tables/training_length (md, tex) and figures/training_length.png under `root` from the run rows alone
+    (so the committed table is rebuilt from the committed records); return each network's converged length."""
     from mgdm.analysis.tables import write_table
 
+    tl, d = profile.training_length, profile.downstream
+    out = table(rows, tl.tolerance)
+    converged = {n: int(g.loc[g["converged"] == "yes", "epochs"].iloc[0]) for n, g in out.groupby("network")}
+    write_table(out, root / "tables" / "training_length",
+                f"Downstream training length on real {dataset} (profile `{profile.name}`): each network trained on "
+                f"the real training split for each length (one-cycle over the run; seeds "
+                f"{', '.join(map(str, sorted(set(rows['seed']))))}; downstream optimiser, batch {d.batch_size}, lr "
+                f"{d.lr}), epoch selected on validation AUC; means over seeds. `val_auc`: best validation AUC; `gain "
+                f"to next`: its change at the next length; converged: the shortest length that no longer length "
+                f"beats by more than {tl.tolerance:g} in mean validation AUC. Machine: "
+                f"{' / '.join(sorted(set(rows['machine'])))}; `wall_s`: seconds per run, its seeds trained together.")
+    plot(rows, converged, root / "figures" / "training_length.png")
+    return converged
+
+
+def main(a) -> int:
     config, plan, name = open_tool(a)
     p = config.profile
     tl = p.training_length
-    networks = a.network or tl.networks or p.downstream.networks
-    out_dir = Path(plan.root) / name / "lengths"
-    dataset = None if a.table_only else open_dataset(plan, name)
-    rows = []
-    for network in networks:
-        for epochs in tl.epochs:
-            path = out_dir / f"{network}-e{epochs}.json"
-            if path.exists():
-                rows += read_json(path)
-            elif not a.table_only:
-                rows += train_length(dataset, p, network, epochs, path, not a.no_progress)
-                best = max(r["val_auc"] for r in rows[-len(tl.seeds):])
-                print(f"{network} at {epochs} epochs: best validation AUC {best:.3f} (best seed)")
-    if not rows:
-        raise ConfigError(f"{out_dir}: no finished length yet; run without --table-only")
-    df = pd.DataFrame(rows)
-    out = table(df, tl.tolerance)
-    converged = {n: int(g.loc[g["converged"] == "yes", "epochs"].iloc[0]) for n, g in out.groupby("network")}
-    write_table(out, Path(plan.root) / "tables" / "training_length",
-                f"Downstream training length on real {name} (profile `{p.name}`): each network trained on the real "
-                f"training split for each length (one-cycle over the run; seeds {', '.join(map(str, tl.seeds))}; "
-                f"downstream optimiser, batch {p.downstream.batch_size}, lr {p.downstream.lr}), epoch selected on "
-                f"validation AUC; means over seeds. `val_auc`: best validation AUC; `gain to next`: its change at "
-                f"the next length; converged: the shortest length that no longer length beats by more than "
-                f"{tl.tolerance:g} in mean validation AUC. Machine: "
-                f"{' / '.join(sorted(set(df['machine'])))}; `wall_s`: seconds per run, its seeds trained together.")
-    plot(df, converged, Path(plan.root) / "figures" / "training_length.png")
+    root = Path(plan.root)
+    records = root / "records" / "training_length.json"  # every finished run: what the table is built from
+    if a.table_only:
+        if not records.exists():
+            raise ConfigError(f"{records}: no finished length yet; run without --table-only")
+        rows = read_json(records)
+    else:
+        networks = a.network or tl.networks or p.downstream.networks
+        out_dir = root / name / "lengths"
+        dataset = open_dataset(plan, name)
+        finished = {(r["network"], r["epochs"], r["seed"]): r for r in read_json(records)} if records.exists() else {}
+        for network in networks:
+            for epochs in tl.epochs:
+                path = out_dir / f"{network}-e{epochs}.json"
+                if not path.exists():
+                    new = train_length(dataset, p, network, epochs, path, not a.no_progress)
+                    print(f"{network} at {epochs} epochs: best validation AUC "
+                          f"{np.mean([r['val_auc'] for r in new]):.3f} (mean of {len(new)} seeds)")
+                finished.update({(r["network"], r["epochs"], r["seed"]): r for r in read_json(path)})
+        rows = list(finished.values())
+        write_json(records, rows)
+    converged = report(pd.DataFrame(rows), p, name, root)
     print(f"converged lengths: {', '.join(f'{n} {e}' for n, e in converged.items())}; "
           f"wrote {plan.root}/tables/training_length.md")
     return 0
