@@ -161,6 +161,26 @@ def test_plan_prints_every_stage_and_a_total():
     assert all(stage in res.stdout for stage in STAGES) and "total: about" in res.stdout
 
 
+def test_plan_costs_a_network_from_the_profiles_own_zoo_survey(tmp_path):
+    import json
+    import re
+    import shutil
+
+    shutil.copy(ROOT / "params.yaml", tmp_path)
+
+    def minutes():
+        out = run(["mgdm", "plan", "--profile", "study"], tmp_path).stdout
+        return out, float(re.search(r"train_classifier\s+\d+\s+([\d.]+)", out).group(1))
+
+    before, constant = minutes()
+    survey = tmp_path / "results/study/retinamnist/zoo/convnext_atto.json"  # the study's own survey
+    survey.parent.mkdir(parents=True)
+    survey.write_text(json.dumps({"s_per_epoch": 1000.0}))
+    after, measured = minutes()
+    assert "from the zoo survey" not in before and "downstream cost of convnext_atto from the zoo survey" in after
+    assert measured > constant  # 1,000 s an epoch is dearer than the ResNet-18 constant
+
+
 def test_every_command_and_option_says_what_it_does_with_an_example():
     import argparse
 

@@ -88,11 +88,13 @@ def estimate(plan: Plan, data_dir: str | None = None) -> str:
         else:
             rows += generator_rows
         # seconds per training image per epoch, per network: measured by `mgdm survey-zoo` where it has
-        # run on this dataset (at the thread count it ran with), else the ResNet-18 constant
+        # run on this dataset (this profile's survey first, then its generator's; at the thread count it ran
+        # with), else the ResNet-18 constant
         image_epoch_s, measured = {}, []
         for n in p.downstream.networks:
-            survey = Path(plan.generator.root) / d / "zoo" / f"{n}.json"
-            if survey.exists():
+            surveys = [Path(root) / d / "zoo" / f"{n}.json" for root in (plan.root, plan.generator.root)]
+            survey = next((f for f in surveys if f.exists()), None)
+            if survey is not None:
                 image_epoch_s[n] = read_json(survey)["s_per_epoch"] / n_train
                 measured.append(n)
             else:
