@@ -28,7 +28,9 @@ def test_converged_length_is_the_shortest_that_no_longer_length_beats(means, tol
 def test_table_marks_the_converged_length_and_the_gain_to_the_next():
     rows = pd.concat([lengths({4: 0.60, 8: 0.65, 16: 0.655}, "a"), lengths({4: 0.70, 8: 0.72, 16: 0.75}, "b")])
     out = table(rows, 0.01)
-    assert out.loc[out["converged"] == "yes", ["network", "epochs"]].values.tolist() == [["a", 8], ["b", 16]]
+    assert out.loc[out["converged"] == "yes", ["network", "epochs"]].values.tolist() == [["a", 8]]
+    assert out.loc[out["converged"] != "", ["network", "epochs"]].values.tolist() == [["a", 8], ["b", 16]]
+    assert out["converged"].iloc[-1] == "not shown (longest run)"  # b still gains at its longest length
     a = out[out["network"] == "a"]
     assert a["gain to next"].round(6).tolist()[:2] == [0.05, 0.005] and pd.isna(a["gain to next"].iloc[-1])
     assert a["val_auc_sd"].round(6).tolist() == [0.014142] * 3 and a["seeds"].tolist() == [2, 2, 2]

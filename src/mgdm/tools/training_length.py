@@ -57,7 +57,10 @@ def table(rows: pd.DataFrame, tolerance: float) -> pd.DataFrame:
     out.insert(4, "seeds", g.size().to_numpy())
     converged = {n: converged_length(r, tolerance) for n, r in rows.groupby("network", sort=False)}
     out["gain to next"] = out.groupby("network")["val_auc"].shift(-1) - out["val_auc"]
-    out["converged"] = np.where(out["epochs"] == out["network"].map(converged), "yes", "")
+    # the longest length always qualifies: there it only means that no longer one was tried
+    longest = out["epochs"] == out.groupby("network")["epochs"].transform("max")
+    at = out["epochs"] == out["network"].map(converged)
+    out["converged"] = np.select([at & longest, at], ["not shown (longest run)", "yes"], "")
     return out
 
 
@@ -99,14 +102,14 @@ def report(rows: pd.DataFrame, profile, dataset: str, root: Path) -> dict[str, i
 
     tl, d = profile.training_length, profile.downstream
     out = table(rows, tl.tolerance)
-    converged = {n: int(g.loc[g["converged"] == "yes", "epochs"].iloc[0]) for n, g in out.groupby("network")}
+    converged = {n: int(g.loc[g["converged"] != "", "epochs"].iloc[0]) for n, g in out.groupby("network")}
     write_table(out, root / "tables" / "training_length",
                 f"Downstream training length on real {dataset} (profile `{profile.name}`): each network trained on "
                 f"the real training split for each length (one-cycle over the run; seeds "
                 f"{', '.join(map(str, sorted(set(rows['seed']))))}; downstream optimiser, batch {d.batch_size}, lr "
                 f"{d.lr}), epoch selected on validation AUC; means over seeds. `val_auc`: best validation AUC; `gain "
                 f"to next`: its change at the next length; converged: the shortest length that no longer length "
-                f"beats by more than {tl.tolerance:g} in mean validation AUC. Machine: "
+                f"beats by more than {tl.tolerance:g} in mean validation AUC (at the longest length run, not shown). Machine: "
                 f"{' / '.join(sorted(set(rows['machine'])))}; `wall_s`: seconds per run, its seeds trained together.")
     plot(rows, converged, root / "figures" / "training_length.png")
     return converged
@@ -138,6 +141,7 @@ def main(a) -> int:
         rows = list(finished.values())
         write_json(records, rows)
     converged = report(pd.DataFrame(rows), p, name, root)
-    print(f"converged lengths: {', '.join(f'{n} {e}' for n, e in converged.items())}; "
-          f"wrote {plan.root}/tables/training_length.md")
+    longest = max(r["epochs"] for r in rows)
+    said = [f"{n} {e}" + (" (not shown: the longest run)" if e == longest else "") for n, e in converged.items()]
+    print(f"converged lengths: {', '.join(said)}; wrote {plan.root}/tables/training_length.md")
     return 0
