@@ -53,9 +53,10 @@ def test_committed_training_length_tables_are_rebuilt_from_their_records(records
 
     profile = records.parent.parent.name
     p = load(ROOT / "params.yaml", profile).profile
-    report(pd.DataFrame(read_json(records)), p, p.datasets[0], tmp_path)
+    root = tmp_path / profile  # the profile's folder name: the LaTeX label is tab:<profile>-training_length
+    report(pd.DataFrame(read_json(records)), p, p.datasets[0], root)
     for f in ("training_length.md", "training_length.tex"):
-        assert (tmp_path / "tables" / f).read_text() == (records.parent.parent / "tables" / f).read_text(), f
+        assert (root / "tables" / f).read_text() == (records.parent.parent / "tables" / f).read_text(), f
 
 
 @pytest.mark.slow

@@ -86,6 +86,7 @@ def plot(rows: pd.DataFrame, converged: dict, path: Path) -> None:
         ax.axvline(converged[network], color="black", lw=0.8, ls=":")
         ax.set(xscale="log", xticks=list(mean.index), xticklabels=[str(e) for e in mean.index], title=network,
                xlabel="epochs (one-cycle over the run)")
+        ax.minorticks_off()
     for ax in axes.flat[len(networks):]:
         ax.set_axis_off()
     axes[0][0].set_ylabel("best AUC")
