@@ -28,6 +28,8 @@ def test_converged_length_is_the_shortest_that_no_longer_length_beats(means, tol
 def test_table_marks_the_converged_length_and_the_gain_to_the_next():
     rows = pd.concat([lengths({4: 0.60, 8: 0.65, 16: 0.655}, "a"), lengths({4: 0.70, 8: 0.72, 16: 0.75}, "b")])
     out = table(rows, 0.01)
+    shuffled = table(rows.sample(frac=1, random_state=0), 0.01)  # records in any order: the same table
+    pd.testing.assert_frame_equal(shuffled.sort_values(["network", "epochs"], ignore_index=True), out)
     assert out.loc[out["converged"] == "yes", ["network", "epochs"]].values.tolist() == [["a", 8]]
     assert out.loc[out["converged"] != "", ["network", "epochs"]].values.tolist() == [["a", 8], ["b", 16]]
     assert out["converged"].iloc[-1] == "not shown (longest run)"  # b still gains at its longest length

@@ -55,6 +55,9 @@ def table(rows: pd.DataFrame, tolerance: float) -> pd.DataFrame:
     out = g[["val_auc", "acc", "auc", "balanced_acc", "best_epoch", "wall_s"]].mean().reset_index()
     out.insert(3, "val_auc_sd", g["val_auc"].std(ddof=1).to_numpy() if g.size().min() > 1 else np.nan)
     out.insert(4, "seeds", g.size().to_numpy())
+    order = {n: i for i, n in enumerate(dict.fromkeys(rows["network"]))}  # networks as first met, lengths rising
+    out = out.sort_values(["network", "epochs"], key=lambda c: c.map(order) if c.name == "network" else c,
+                          ignore_index=True)
     converged = {n: converged_length(r, tolerance) for n, r in rows.groupby("network", sort=False)}
     out["gain to next"] = out.groupby("network")["val_auc"].shift(-1) - out["val_auc"]
     # the longest length always qualifies: there it only means that no longer one was tried
