@@ -221,8 +221,9 @@ def build(report: Report, records_dir: str | Path, tables_dir: str | Path, figur
                  f"{report.margin:g} points'; both Holm-adjusted (p_holm, p_margin_holm) over this table, each "
                  f"inference its own family. Verdict on the adjusted p at alpha {report.alpha:g}: supported / "
                  f"contradicted; else 'gain of at least {report.margin:g} excluded' (the upper one-sided test of "
-                 f"Schuirmann's TOST, at alpha one-sided: unadjusted, the upper end of the {100 - 200 * report.alpha:g}% "
-                 f"interval is below the margin, so the 95% CI shown may reach a little past it); else undecided, "
+                 f"Schuirmann's TOST, at alpha one-sided: unadjusted, the upper end of the "
+                 f"{100 - 200 * report.alpha:g}% interval is below the margin, so the 95% CI shown may reach a "
+                 f"little past it); else undecided, "
                  f"with the reason. With one pair, McNemar's exact test on the test predictions (it ignores training "
                  f"noise).")
     comparisons = paired.comparisons_table(runs, sets, graded, preds, report.margin, report.alpha)

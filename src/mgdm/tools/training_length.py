@@ -113,7 +113,8 @@ def report(rows: pd.DataFrame, profile, dataset: str, root: Path) -> dict[str, i
                 f"{', '.join(map(str, sorted(set(rows['seed']))))}; downstream optimiser, batch {d.batch_size}, lr "
                 f"{d.lr}), epoch selected on validation AUC; means over seeds. `val_auc`: best validation AUC; `gain "
                 f"to next`: its change at the next length; converged: the shortest length that no longer length "
-                f"beats by more than {tl.tolerance:g} in mean validation AUC (at the longest length run, not shown). Machine: "
+                f"beats by more than {tl.tolerance:g} in mean validation AUC (at the longest length run, not "
+                f"shown). Machine: "
                 f"{' / '.join(sorted(set(rows['machine'])))}; `wall_s`: seconds per run, its seeds trained together.")
     plot(rows, converged, root / "figures" / "training_length.png")
     return converged
