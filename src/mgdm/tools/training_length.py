@@ -138,11 +138,13 @@ def main(a) -> int:
         for network in networks:
             for epochs in tl.epochs:
                 path = out_dir / f"{network}-e{epochs}.json"
-                if not path.exists():
+                if path.exists():
+                    new = read_json(path)
+                else:
                     new = train_length(dataset, p, network, epochs, path, not a.no_progress)
                     print(f"{network} at {epochs} epochs: best validation AUC "
                           f"{np.mean([r['val_auc'] for r in new]):.3f} (mean of {len(new)} seeds)")
-                finished.update({(r["network"], r["epochs"], r["seed"]): r for r in read_json(path)})
+                finished.update({(r["network"], r["epochs"], r["seed"]): r for r in new})
         rows = list(finished.values())
         write_json(records, rows)
     converged = report(pd.DataFrame(rows), p, name, root)
