@@ -32,6 +32,19 @@ wildcard_constraints:
 include: "workflow/rules/stages.smk"
 
 
+# A grouped profile (downstream.grouped) trains each network's runs in one job, train_group; the others, one
+# job per run. Both rules name the same run files, so the profile's choice decides which one makes them.
+if PLAN.config.profile.downstream.grouped:
+
+    ruleorder: train_group > train_baseline
+    ruleorder: train_group > train_classifier
+
+else:
+
+    ruleorder: train_baseline > train_group
+    ruleorder: train_classifier > train_group
+
+
 rule all:
     default_target: True
     input:

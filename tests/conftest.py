@@ -106,7 +106,8 @@ def tmp_workflow(tmp_path):
 # Longest first (measured with --durations), so that the two workers end together rather than one of them
 # starting the `paper` miniature when the other is done. The rest keep their order.
 LONGEST = ("test_end_to_end.py", "test_crash_safety.py", "test_paper_miniature.py", "test_pipeline.py",
-           "test_dvc.py", "test_slurm.py", "test_generator.py", "test_dependencies.py", "test_grid_training.py")
+           "test_dvc.py", "test_slurm.py", "test_generator.py", "test_dependencies.py", "test_grid_training.py",
+           "test_train_group.py")
 
 
 def pytest_collection_modifyitems(items):
@@ -136,6 +137,17 @@ def smoke_dag(tmp_path_factory):
 def finished_copy(smoke_dag, dest: Path) -> Path:
     shutil.copytree(smoke_dag[0], dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".snakemake"))
     return dest
+
+
+def grouped_params(path: Path, **downstream) -> Path:
+    """Rewrite params.yaml with the smoke profile grouped (one train_group job per network), its downstream
+    settings changed as given."""
+    import yaml
+
+    params = yaml.safe_load(path.read_text())
+    params["profiles"]["smoke"]["downstream"].update(grouped=True, **downstream)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
 
 
 def stage_of(dvc_stage: str) -> str:

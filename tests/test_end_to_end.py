@@ -28,7 +28,7 @@ def check_outputs(root):
 def smoke_jobs(root):
     """How many jobs the smoke DAG has: one metrics JSON each."""
     plan = Plan(load(root / "params.yaml", "smoke"))
-    return sum(len(plan.expand(s.metrics)) for s in STAGES.values())
+    return sum(len(plan.expand(STAGES[s].metrics)) for s in plan.stages)
 
 
 def mlflow_runs(root):

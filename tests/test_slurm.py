@@ -4,7 +4,7 @@ import re
 
 import pytest
 import slurm_cluster
-from conftest import finished_copy, run
+from conftest import finished_copy, grouped_params, run
 
 
 @pytest.fixture(scope="module")
@@ -30,16 +30,18 @@ ONE_SET = "results/smoke/discs/samples/entropy-s2"  # removed from a finished ru
 @pytest.mark.slow
 def test_a_set_reruns_through_sbatch_with_the_shipped_profile(cluster, smoke_dag, tmp_path):
     """A finished smoke run less one synthetic set: the set, everything after it, nothing else, each job
-    through sbatch (the full DAG runs in test_end_to_end; here SLURM's part is what is tested)."""
+    through sbatch (the full DAG runs in test_end_to_end; here SLURM's part is what is tested). Grouped, so
+    the downstream runs are one job, train_group, as a GPU profile's are (two of the sets, to keep it short)."""
     work = finished_copy(smoke_dag, tmp_path / "w")
     for suffix in (".npz", ".png", ".json"):
         (work / f"{ONE_SET}{suffix}").unlink()
+    grouped_params(work / "params.yaml", sets=["none", "entropy-s2"])
     cmd = snakemake("slurm")
     res = run(cmd, work, timeout=1800)
     out = res.stdout + res.stderr
     total = int(re.search(r"^total\s+(\d+)", out, re.M).group(1))
     jobs = set(re.findall(r"^rule (\w+):", out, re.M)) - {"all"}
-    assert jobs == {"sample", "fidelity", "train_classifier", "analyze", "report"}, jobs
+    assert jobs == {"sample", "fidelity", "train_group", "analyze", "report"}, jobs
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", out)
     assert len(set(submitted)) == total - 1, out[-3000:]  # every job but the local target rule `all`
     assert (work / f"{ONE_SET}.npz").exists() and (work / "results/smoke/tables/claims.md").exists()

@@ -189,6 +189,9 @@ class DownstreamConfig(ClassifierTraining):
     seeds: list[int] = Field(min_length=1)
     sets: list[str] = Field(default_factory=list, description="synthetic sets to train on (names like "
                             "'entropy-s2'); empty: every set the profile samples")
+    grouped: bool = Field(False, description="Snakemake, DVC and SLURM run one job per network (stage "
+                          "train_group: its runs, seeds x sets, trained in one process) instead of one per run; "
+                          "a run whose inputs did not change is restored from the group's run cache, not retrained")
 
     _known = field_validator("networks")(known_networks)
 

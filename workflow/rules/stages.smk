@@ -199,6 +199,32 @@ rule train_classifier:
         f"mgdm train-classifier --params {PARAMS} --profile {PROFILE} --dataset {{wildcards.dataset}} --network {{wildcards.network}} --set {{wildcards.set}} --seed {{wildcards.seed}} --threads {{threads}} > {{log}} 2>&1"
 
 
+rule train_group:
+    input:
+        f"{GEN}/{{dataset}}/data/dataset.npz",
+        expand(f"{GEN}/{{dataset}}/samples/{{set}}.npz", set=P["set"], allow_missing=True),
+        PLAN.code("train_group"),
+    output:
+        expand(f"{ROOT}/{{dataset}}/downstream/{{network}}/real/seed{{seed}}_test.npz", seed=P["seed"], allow_missing=True),
+        expand(f"{ROOT}/{{dataset}}/downstream/{{network}}/{{set}}/seed{{seed}}_test.npz", set=P["set"], seed=P["seed"], allow_missing=True),
+        expand(f"{ROOT}/{{dataset}}/downstream/{{network}}/real/seed{{seed}}.json", seed=P["seed"], allow_missing=True),
+        expand(f"{ROOT}/{{dataset}}/downstream/{{network}}/{{set}}/seed{{seed}}.json", set=P["set"], seed=P["seed"], allow_missing=True),
+        f"{ROOT}/{{dataset}}/downstream/{{network}}/group.json",
+    params:
+        settings=lambda wildcards: PLAN.settings("train_group", **wildcards),
+    log:
+        f"{ROOT}/logs/train_group/{{dataset}}_{{network}}.log",
+    benchmark:
+        f"{ROOT}/benchmarks/train_group/{{dataset}}_{{network}}.tsv",
+    threads: 1
+    resources:
+        slurm_extra="--nice=100",
+    conda:
+        "../../environment.yml"
+    shell:
+        f"mgdm train-group --params {PARAMS} --profile {PROFILE} --dataset {{wildcards.dataset}} --network {{wildcards.network}} --threads {{threads}} > {{log}} 2>&1"
+
+
 rule analyze:
     input:
         f"{GEN}/{{dataset}}/data/dataset.npz",

@@ -29,11 +29,11 @@ def dvc_yaml(plan: Plan) -> dict:
     Stages that gather over sets depend on the folders the sets are written to.
     """
     stages = {}
-    for name, s in STAGES.items():
+    for name in plan.stages:
         for suffix, fixed, matrix in _variants(plan, name):
             stages[name + suffix] = _stage(plan, name, fixed, matrix)
     # every figure not drawn per set, for `dvc plots show` and `dvc plots diff <rev>`
-    plots = [p for name, s in STAGES.items() for o in s.outs if o.endswith(".png") and "{set}" not in o
+    plots = [p for name in plan.stages for o in STAGES[name].outs if o.endswith(".png") and "{set}" not in o
              for p in plan.owner(name).expand(o)]
     return {"stages": stages, "plots": plots}
 
@@ -117,8 +117,9 @@ def _stage(plan: Plan, name: str, fixed: dict, matrix: dict) -> dict:
         body["outs"] = outs
     if plots:
         body["plots"] = plots
-    if s.metrics:
-        body["metrics"] = [{sub(m): {"cache": False}} for m in owner.expand(s.metrics, keep)]
+    metrics = [sub(m) for pattern in (*s.run_metrics, *filter(None, [s.metrics])) for m in owner.expand(pattern, keep)]
+    if metrics:
+        body["metrics"] = [{m: {"cache": False}} for m in metrics]
     return entry
 
 def _param_keys(plan: Plan, s: Stage, matrix: tuple[str, ...]) -> list[str]:

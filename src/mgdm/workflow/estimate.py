@@ -102,11 +102,12 @@ def estimate(plan: Plan, data_dir: str | None = None) -> str:
         if measured:
             notes.append(f"{d}: downstream cost of {', '.join(measured)} from the zoo survey")
         seeds, per_net = len(p.downstream.seeds), sum(image_epoch_s.values())
-        rows += [
-            ("train_baseline", len(p.downstream.networks) * seeds, seeds * p.downstream.epochs * n_train * per_net),
-            ("train_classifier", len(p.downstream.networks) * seeds * len(trained),
-             seeds * p.downstream.epochs * sum(n_train + size_of[s] for s in trained) * per_net),
-        ]
+        runs = [("train_baseline", len(p.downstream.networks) * seeds, seeds * p.downstream.epochs * n_train * per_net),
+                ("train_classifier", len(p.downstream.networks) * seeds * len(trained),
+                 seeds * p.downstream.epochs * sum(n_train + size_of[s] for s in trained) * per_net)]
+        if p.downstream.grouped:  # the same training, one job per network
+            runs = [("train_group", len(p.downstream.networks), sum(seconds for _, _, seconds in runs))]
+        rows += runs
     rows.append(("report", 1, 5))
     totals: dict[str, list[float]] = {}
     for stage, jobs, seconds in rows:

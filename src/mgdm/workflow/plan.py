@@ -13,7 +13,7 @@ import re
 
 from mgdm.config import Config
 from mgdm.workflow.sources import stage_sources
-from mgdm.workflow.stages import DATASET, GENERATOR_STAGES, STAGES, fields
+from mgdm.workflow.stages import DATASET, GENERATOR_STAGES, PER_RUN, STAGES, fields
 
 
 def delegated(method):
@@ -58,9 +58,10 @@ class Plan:
 
     @delegated
     def outputs(self, stage: str) -> list[str]:
-        """Return every file the stage writes (outs, then its metrics JSON), with its wildcards left in."""
+        """Return every file the stage writes (outs, each run's metrics JSON, its own), with its wildcards left in."""
         s = STAGES[stage]
-        return [p for o in (*s.outs, *([s.metrics] if s.metrics else [])) for p in self.expand(o, s.matrix)]
+        return [p for o in (*s.outs, *s.run_metrics, *([s.metrics] if s.metrics else []))
+                for p in self.expand(o, s.matrix)]
 
     def paths(self, stage: str, **wildcards) -> dict[str, str]:
         """Return {file name: path} of one job's outputs, e.g. {"model.safetensors": "results/..."}."""
@@ -80,9 +81,15 @@ class Plan:
     def owner(self, stage: str) -> "Plan":
         return self.generator if stage in GENERATOR_STAGES else self
 
+    @property
+    def stages(self) -> list[str]:
+        """The stages this profile runs: the downstream runs one job each, or one job per network (grouped)."""
+        skip = PER_RUN if self.config.profile.downstream.grouped else ("train_group",)
+        return [s for s in STAGES if s not in skip]
+
     def targets(self) -> list[str]:
         """Return every file of every job: what `snakemake` (rule all) builds."""
-        return [p for s in STAGES for o in self.outputs(s) for p in self.owner(s).expand(o)]
+        return list(dict.fromkeys(p for s in self.stages for o in self.outputs(s) for p in self.owner(s).expand(o)))
 
     @delegated
     def command(self, stage: str, args: str | None = None) -> str:

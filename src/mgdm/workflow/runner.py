@@ -118,25 +118,31 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
     return 0
 
 
+def train_together(config, plan: Plan, jobs: list[tuple[str, argparse.Namespace]], main_group) -> None:
+    """Downstream jobs of one dataset and network trained together in this process by `main_group`
+    (mgdm.stages.train_baseline's): each writes what it writes alone (metrics JSON, MLflow run); a job's
+    wall clock is its own training and scoring. Raises on failure; the caller removes the outputs."""
+    prepared = [(stage, a, *_job(stage, a, config, plan)) for stage, a in jobs]
+    start = time.time()
+    for (stage, a, wildcards, _), (result, wall_s) in zip(prepared, main_group(config, plan, jobs)):
+        _finish(stage, a, config, plan, wildcards, result, start, wall_s)
+
+
 def run_group(jobs: list[tuple[str, argparse.Namespace]]) -> int:
-    """Downstream jobs of one dataset and network trained together in this process (`mgdm jobs`): each
-    writes what it writes alone; a job's wall clock is its own training and scoring. On failure every job
+    """`train_together` for `mgdm jobs`, with a stage's checks and failure handling: on failure every job
     of the group is removed."""
     from mgdm.files import check_writable
 
-    main_group = importlib.import_module(STAGES["train_baseline"].module).main_group  # stages sit above workflow
     config, plan = _load(jobs[0][1])  # one group: one params file, profile and device
-    prepared = [(stage, a, *_job(stage, a, config, plan)) for stage, a in jobs]
-    outputs = [p for *_, out in prepared for p in out]
+    outputs = [p for stage, a in jobs for p in _job(stage, a, config, plan)[1]]
     if jobs[0][1].threads:
         import torch
 
         torch.set_num_threads(jobs[0][1].threads)
-    start = time.time()
     try:
         check_writable(outputs)
-        for (stage, a, wildcards, _), (result, wall_s) in zip(prepared, main_group(config, plan, jobs)):
-            _finish(stage, a, config, plan, wildcards, result, start, wall_s)
+        main_group = importlib.import_module(STAGES["train_baseline"].module).main_group  # stages sit above workflow
+        train_together(config, plan, jobs, main_group)
     except BaseException as err:
         return _fail(err, "train group", outputs)
     return 0

@@ -28,6 +28,7 @@ class Stage:
     params: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()  # dotted parts of `params` the stage's result does not depend on
     committed: tuple[str, ...] = field(default_factory=tuple)  # outs kept in git (DVC cache: false)
+    run_metrics: tuple[str, ...] = ()  # each run's metrics JSON, for a stage that runs several (train_group)
     threads: int = 1
     priority: int = 0  # Snakemake starts higher first: the DDPM is the long pole of every DAG
 
@@ -54,7 +55,8 @@ SCHEDULE = tuple(f"ddpm.{k}" for k in ("normalization", "schedule", "train_times
 
 # which downstream jobs exist, not how one trains (its network, set and seed are in its wildcards); and how
 # often a run keeps its resume state, which its result does not depend on
-GRID = ("downstream.networks", "downstream.seeds", "downstream.sets", "downstream.checkpoint_s")
+GRID = ("downstream.networks", "downstream.seeds", "downstream.sets", "downstream.checkpoint_s", "downstream.grouped")
+RUNS = f"{R}/downstream/{{network}}"  # a network's runs: real/seed0.json, entropy-s2/seed0.json, ...
 
 STAGES = {s.name: s for s in [
     Stage("preprocess", ("dataset",), "--dataset {dataset}", (),
@@ -83,6 +85,11 @@ STAGES = {s.name: s for s in [
           "--dataset {dataset} --network {network} --set {set} --seed {seed}", (DATA, SAMPLES),
           (f"{R}/downstream/{{network}}/{{set}}/seed{{seed}}_test.npz",),
           f"{R}/downstream/{{network}}/{{set}}/seed{{seed}}.json", ("downstream",), ignore=GRID),
+    # the two above as one job per network (profiles with `downstream.grouped`): every run's files, as they write
+    Stage("train_group", ("dataset", "network"), "--dataset {dataset} --network {network}", (DATA, SAMPLES),
+          (f"{RUNS}/real/seed{{seed}}_test.npz", f"{RUNS}/{{set}}/seed{{seed}}_test.npz"), f"{RUNS}/group.json",
+          ("downstream",), ignore=GRID,
+          run_metrics=(f"{RUNS}/real/seed{{seed}}.json", f"{RUNS}/{{set}}/seed{{seed}}.json")),
     Stage("analyze", ("dataset",), "--dataset {dataset}", (DATA, REFERENCE_NET, SAMPLES),
           (f"{FIGURES}/{{dataset}}_entropy.png", f"{FIGURES}/{{dataset}}_embedding.png",
            f"{FIGURES}/{{dataset}}_samples.png"), f"{D}/analysis/distribution.json", ("analysis",),
@@ -104,6 +111,9 @@ STAGES = {s.name: s for s in [
 
 def fields(pattern: str) -> list[str]:
     return [f for _, f, _, _ in string.Formatter().parse(pattern) if f]
+
+
+PER_RUN = ("train_baseline", "train_classifier")  # a grouped profile runs train_group instead
 
 
 GENERATOR_STAGES = ("preprocess", "train_ddpm", "train_guidance_net", "train_reference_net", "sample", "fidelity",

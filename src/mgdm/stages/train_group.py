@@ -1,0 +1,117 @@
+"""Stage `train_group`: every downstream run of one network (real-only and each synthetic set, each seed)
+trained together in one process, for profiles with `downstream.grouped`: one Snakemake, DVC or SLURM job per
+network instead of one per run. Each run writes what train_baseline or train_classifier writes alone, with
+the same result (`mgdm.classifiers.train.train_runs`: a run's result does not depend on its group).
+
+The unit of rerun stays the run. Both workflow managers delete a job's outputs before they run it, so each
+finished run is also kept in its network's run cache (`.runs/` beside the runs), under a key of everything
+its result depends on: stage, network, seed and set, the stage's settings, the digests of the data and of the
+synthetic set, the training code and the device. Adding a seed or a set, or resampling one set, retrains
+only the runs whose key is new; the others are restored as they were written (their wall clock is the one
+measured when they trained).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from mgdm.stages import StageResult
+from mgdm.stages.train_baseline import main_group  # the training code of this stage (mgdm.workflow.sources)
+
+
+def group_jobs(plan, a) -> list[tuple[str, argparse.Namespace]]:
+    """The group's runs as (stage, the arguments `mgdm <stage>` would parse), seed by seed."""
+    from mgdm.workflow.jobs import downstream_jobs
+    from mgdm.workflow.runner import job_args
+
+    return [(stage, job_args(a.params, a.profile, stage, {**w, "seed": int(w["seed"])}, device=a.device,
+                             progress=a.progress, no_mlflow=a.no_mlflow, threads=a.threads))
+            for stage, w, _ in downstream_jobs(plan) if w["dataset"] == a.dataset and w["network"] == a.network]
+
+
+def _digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def run_key(config, plan, stage: str, a: argparse.Namespace) -> str:
+    """What one run's result depends on, hashed: a run with the same key would train to the same files."""
+    from importlib.metadata import version
+
+    from mgdm.workflow.sources import stage_sources
+    from mgdm.workflow.stages import STAGES
+
+    wildcards = {k: str(getattr(a, k)) for k in STAGES[stage].matrix}
+    files = [plan.dataset_file(a.dataset)]
+    if stage == "train_classifier":
+        files.append(plan.paths("sample", dataset=a.dataset, set=a.set)[f"{a.set}.npz"])
+    code = stage_sources().get(stage, [])  # none where the package is installed: its version then
+    what = {"stage": stage, **wildcards, "settings": plan.settings(stage, **wildcards),
+            "device": config.profile.device, "version": None if code else version("mgdm"),
+            "files": [_digest(f) for f in files], "code": {f: _digest(f) for f in code}}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def run_files(plan, stage: str, a: argparse.Namespace) -> list[str]:
+    """One run's files: its test predictions and its metrics JSON."""
+    from mgdm.workflow.stages import STAGES
+
+    return [p.format(**{k: getattr(a, k) for k in STAGES[stage].matrix}) for p in plan.outputs(stage)]
+
+
+class RunCache:
+    """Finished runs of one network, by key: <runs folder>/.runs/<key>/<file name>."""
+
+    def __init__(self, folder: str | Path):
+        self.dir = Path(folder) / ".runs"
+
+    def restore(self, key: str, files: list[str]) -> bool:
+        cached = [self.dir / key / Path(f).name for f in files]
+        if not all(c.exists() for c in cached):
+            return False
+        for c, f in zip(cached, files):
+            Path(f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(c, f)
+        return True
+
+    def store(self, key: str, files: list[str]) -> None:
+        tmp = self.dir / f"{key}.tmp"  # renamed into place whole: a killed store leaves no half entry
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for f in files:
+            shutil.copyfile(f, tmp / Path(f).name)
+        shutil.rmtree(self.dir / key, ignore_errors=True)
+        tmp.rename(self.dir / key)
+
+
+def run(config, plan, jobs: list[tuple[str, argparse.Namespace]], cache: RunCache) -> dict:
+    """Restore the runs the cache has, train the others together (each writing its files and MLflow run as
+    it would alone), keep them in the cache; return how many of each."""
+    from mgdm.workflow.runner import train_together
+
+    todo = []
+    for stage, a in jobs:
+        key, files = run_key(config, plan, stage, a), run_files(plan, stage, a)
+        if cache.restore(key, files):
+            print(f"mgdm train_group: {stage} {getattr(a, 'set', 'real')} seed {a.seed}: restored from "
+                  f"{cache.dir / key}", flush=True)
+        else:
+            todo.append((stage, a, key, files))
+    if todo:
+        train_together(config, plan, [(stage, a) for stage, a, _, _ in todo], main_group)
+        for _, _, key, files in todo:
+            cache.store(key, files)
+    return {"runs": len(jobs), "trained": len(todo), "restored": len(jobs) - len(todo)}
+
+
+def main(config, plan, a) -> StageResult:
+    jobs = group_jobs(plan, a)
+    folder = Path(plan.metrics_path("train_group", dataset=a.dataset, network=a.network)).parent
+    return StageResult.of({"metrics": run(config, plan, jobs, RunCache(folder))})

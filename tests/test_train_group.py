@@ -1,0 +1,93 @@
+"""Stage train_group: one Snakemake/DVC job per network for profiles with `downstream.grouped`, with the run
+as the unit of rerun (a run whose inputs did not change is restored from the run cache, not retrained)."""
+
+import json
+
+import pytest
+from conftest import ROOT, finished_copy, grouped_params, run
+
+from mgdm.config import load
+from mgdm.workflow.dvc import dvc_yaml
+from mgdm.workflow.estimate import estimate
+from mgdm.workflow.plan import Plan
+
+RUNS = "results/smoke/discs/downstream/resnet18"
+
+
+def test_a_grouped_profile_runs_one_job_per_network_in_both_managers(tmp_path):
+    plan = Plan(load(ROOT / "params.yaml", "smoke"))  # the committed smoke: one job per run
+    assert "train_group" not in plan.stages and "train_classifier" in plan.stages
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    grouped = Plan(load(grouped_params(tmp_path / "params.yaml", networks=["resnet18", "convnext_atto"]), "smoke"))
+    assert grouped.stages == [s if s != "train_baseline" else "train_group" for s in plan.stages
+                              if s != "train_classifier"]
+    targets = grouped.targets()
+    assert f"{RUNS}/group.json" in targets and f"{RUNS}/real/seed0.json" in targets
+    stages = dvc_yaml(grouped)["stages"]
+    assert not any(name.startswith(("train_baseline", "train_classifier")) for name in stages)
+    group = stages["train_group"]
+    assert group["matrix"] == {"dataset": ["discs"], "network": "${profiles.smoke.downstream.networks}"}
+    metrics = [next(iter(m)) for m in group["metrics"]]
+    assert "results/smoke/${item.dataset}/downstream/${item.network}/entropy-s2/seed0.json" in metrics
+    assert metrics[-1] == "results/smoke/${item.dataset}/downstream/${item.network}/group.json"
+    lines = estimate(grouped, None).splitlines()
+    assert any(line.split()[:2] == ["train_group", "2"] for line in lines)  # two networks: two jobs
+    assert not any(line.startswith("train_classifier") for line in lines)
+
+
+@pytest.mark.slow
+def test_snakemake_trains_a_network_in_one_job_and_retrains_only_the_runs_that_are_new(smoke_dag, tmp_path):
+    workdir = finished_copy(smoke_dag, tmp_path / "w")
+    alone = {s: json.loads((workdir / RUNS / s / "seed0.json").read_text()) for s in ("real", "entropy-s2")}
+    params = grouped_params(workdir / "params.yaml", sets=["entropy-s2"])  # one set: two runs a seed
+    res = run(["snakemake", "--cores", "2", "--config", "profile=smoke"], workdir)
+    assert "rule train_group:" in res.stdout + res.stderr
+    assert "rule train_classifier:" not in res.stdout + res.stderr
+    group = json.loads((workdir / RUNS / "group.json").read_text())
+    assert (group["runs"], group["trained"], group["restored"]) == (2, 2, 0)
+    first = {s: (workdir / RUNS / s / "seed0.json").read_bytes() for s in alone}
+    for s, old in alone.items():  # trained together, each run as it trained alone
+        new = json.loads(first[s])
+        assert {k: new[k] for k in ("acc", "auc", "best_epoch")} == {k: old[k] for k in ("acc", "auc", "best_epoch")}
+
+    grouped_params(params, seeds=[0, 1])  # a seed more: its two runs train, the first two are restored
+    res = run(["snakemake", "--cores", "2", "--config", "profile=smoke"], workdir)
+    group = json.loads((workdir / RUNS / "group.json").read_text())
+    assert (group["runs"], group["trained"], group["restored"]) == (4, 2, 2)
+    assert {s: (workdir / RUNS / s / "seed0.json").read_bytes() for s in alone} == first
+    assert all((workdir / RUNS / s / "seed1.json").exists() for s in alone)
+    res = run(["snakemake", "--cores", "2", "--config", "profile=smoke", "-n"], workdir)
+    assert "Nothing to be done" in res.stdout + res.stderr
+
+
+def test_a_runs_key_follows_what_its_result_depends_on_and_nothing_else(tmp_path, monkeypatch):
+    from mgdm.stages.train_group import run_key
+    from mgdm.workflow.runner import job_args
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "src").symlink_to(ROOT / "src")  # the training code, tracked as the workflow tracks it
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    plan = Plan(load(params, "smoke"), str(params))
+    samples = plan.paths("sample", dataset="discs", set="none")["none.npz"]
+    for path in (plan.dataset_file("discs"), samples):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(b"images")
+
+    def key(stage="train_classifier", **wildcards):
+        plan = Plan(load(params, "smoke"), str(params))  # as params.yaml now says
+        w = {"dataset": "discs", "network": "resnet18", "seed": 0, "set": "none", **wildcards}
+        w = {k: v for k, v in w.items() if k != "set" or stage == "train_classifier"}
+        return run_key(plan.config, plan, stage, job_args(str(params), "smoke", stage, w))
+
+    first = key()
+    assert key() == first and len({first, key(seed=1), key("train_baseline"), key(network="vgg16_bn")}) == 4
+    lr = plan.config.profile.downstream.lr
+    grouped_params(params, checkpoint_s=60, seeds=[0, 1])  # which runs exist, how often they keep states
+    assert key() == first
+    grouped_params(params, lr=lr * 2)  # a setting the run reads
+    assert key() != first
+    grouped_params(params, lr=lr)
+    assert key() == first
+    (tmp_path / samples).write_bytes(b"resampled")
+    assert key() != first
