@@ -18,7 +18,7 @@ import yaml
 from conftest import ROOT, mgdm_env, run
 
 VOLATILE = {"wall_s", "train_s", "sample_s", "images_per_s", "resumed_batches", "resumed_from_epoch", "resumed_from"}
-TRIALS = 3
+TRIALS = 2  # each a cold start, a kill and a rerun: the suite's largest module (README, Reliability)
 D = "results/smoke/discs"
 
 
