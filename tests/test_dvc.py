@@ -15,6 +15,14 @@ def dvc_status(workdir) -> dict:
     return yaml.safe_load(run(["dvc", "status", "--json"], workdir).stdout or "{}")
 
 
+def mlflow_runs(workdir) -> int:
+    """How many MLflow runs the workflow logged to its folder's store."""
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{workdir}/results/mlflow.db")
+    return len(mlflow.search_runs(experiment_names=["mgdm-smoke"]))
+
+
 def git(*args, cwd):
     run(["git", "-c", "user.name=mgdm", "-c", "user.email=mgdm@localhost", *args], cwd)
 
@@ -76,7 +84,8 @@ def test_a_local_remote_restores_data_and_checkpoints_bit_for_bit(smoke_dag, tmp
 
 def test_experiments_on_a_scale_or_the_seeds_run_only_their_jobs_and_compare(smoke_dag, tmp_path):
     """`dvc exp run -S` on one guidance's scale list: DVC's templating makes the new set's stages, only they
-    and the gathering stages run, and `dvc exp show` / `dvc plots diff` put the variant beside the baseline."""
+    and the gathering stages run (each logging its MLflow run), the workspace is then current, and `dvc exp show`
+    / `dvc plots diff` put the variant beside the baseline."""
     import json
 
     work = finished_copy(smoke_dag, tmp_path / "work")
@@ -91,11 +100,17 @@ def test_experiments_on_a_scale_or_the_seeds_run_only_their_jobs_and_compare(smo
         res = run(["dvc", "exp", "run", "-n", name, "-S", setting], work)
         return {line.split("'")[1].split("@")[0] for line in res.stdout.splitlines() if line.startswith("Running stage")}
 
+    before = mlflow_runs(work)
     ran = experiment("entropy-1", "defaults.sampling.scales.entropy=[1.0]")
     assert ran == {"sample_entropy", "fidelity_entropy", "train_classifier_entropy", "analyze", "report"}, ran
     assert (work / "results/smoke/discs/samples/entropy-s1.0.npz").exists()
     fidelity = (work / "results/smoke/tables/fidelity.md").read_text()
     assert "| entropy-s1.0 " in fidelity and "| entropy-s2 " not in fidelity
+    assert mlflow_runs(work) == before + 5  # one MLflow run a stage; DVC has no hooks, so no parent run
+    assert "up to date" in run(["dvc", "status"], work).stdout
+    plots = run(["dvc", "plots", "show", "--json"], work).stdout
+    for name in ("discs_samples.png", "entropy-s1.0.png", "downstream.png", "preview.png"):
+        assert name in plots, f"{name} is not among dvc's plots"
 
     shown = json.loads(run(["dvc", "exp", "show", "--json"], work).stdout)
     exps = [e for rev in shown for e in (rev.get("experiments") or []) if e.get("name") == "entropy-1"]

@@ -1,4 +1,5 @@
-"""The whole DAG on the smoke profile, under Snakemake and under DVC: real stages, tables at the end."""
+"""The whole DAG on the smoke profile under Snakemake: real stages, tables at the end (DVC on the finished DAG:
+tests/test_dvc.py)."""
 
 import pytest
 
@@ -63,25 +64,6 @@ def test_snakemake_runs_the_smoke_dag(smoke_dag):
     assert (tmp_workflow / "results/smoke/benchmarks/train_ddpm/discs.tsv").exists()
     again = run(["snakemake", "--cores", "2", "--config", "profile=smoke", "-n"], tmp_workflow)
     assert "Nothing to be done" in again.stdout + again.stderr
-
-
-def test_dvc_repro_runs_one_set_and_what_follows(smoke_dag, tmp_path):
-    """DVC on a finished smoke run (recorded with `dvc commit`): forcing one set's stage reruns it and exactly
-    the stages downstream of it (a removed set would come back from DVC's cache, not be recomputed)."""
-    work = finished_copy(smoke_dag, tmp_path / "w")
-    run(["dvc", "init", "--no-scm", "-q"], work)
-    run(["mgdm", "dvc-yaml", "--profile", "smoke"], work)
-    run(["dvc", "commit", "-f", "-q"], work)
-    before = len(mlflow_runs(work))
-    res = run(["dvc", "repro", "--force", "--downstream", "sample_entropy@discs-2"], work)
-    ran = {line.split("'")[1].split("@")[0] for line in res.stdout.splitlines() if line.startswith("Running stage")}
-    assert ran == {"sample_entropy", "fidelity_entropy", "train_classifier_entropy", "analyze", "report"}, ran
-    check_outputs(work)
-    assert len(mlflow_runs(work)) == before + 5  # DVC has no hooks: no parent run
-    assert "up to date" in run(["dvc", "status"], work).stdout
-    plots = run(["dvc", "plots", "show", "--json"], work).stdout
-    for name in ("discs_samples.png", "entropy-s2.png", "downstream.png", "preview.png"):
-        assert name in plots, f"{name} is not among dvc's plots"
 
 
 def test_snakemake_report_shows_the_figures_and_tables_captioned(smoke_dag, tmp_path):
