@@ -41,7 +41,8 @@ STAGE_HELP = {
     "train_classifier": ("train a downstream network on real + one synthetic set and score it on the test split",
                          "--dataset retinamnist --network resnet18 --set entropy-s2 --seed 0"),
     "train_group": ("train every run of one network (real-only and each set, each seed) in one process; runs "
-                    "whose inputs did not change are restored from the run cache", "--dataset retinamnist --network resnet18"),
+                    "whose inputs did not change are restored from the run cache",
+                    "--dataset retinamnist --network resnet18"),
     "analyze": ("compare every set with the real data in the reference net's features (entropy, density, ...)",
                 "--dataset retinamnist"),
     "report": ("write the tables (markdown, LaTeX) and summary figures from every job's metrics", ""),

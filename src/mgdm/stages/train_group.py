@@ -59,13 +59,6 @@ def run_key(config, plan, stage: str, a: argparse.Namespace) -> str:
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def run_files(plan, stage: str, a: argparse.Namespace) -> list[str]:
-    """One run's files: its test predictions and its metrics JSON."""
-    from mgdm.workflow.stages import STAGES
-
-    return [p.format(**{k: getattr(a, k) for k in STAGES[stage].matrix}) for p in plan.outputs(stage)]
-
-
 class RunCache:
     """Finished runs of one network, by key: <runs folder>/.runs/<key>/<file name>."""
 
@@ -94,11 +87,11 @@ class RunCache:
 def run(config, plan, jobs: list[tuple[str, argparse.Namespace]], cache: RunCache) -> dict:
     """Restore the runs the cache has, train the others together (each writing its files and MLflow run as
     it would alone), keep them in the cache; return how many of each."""
-    from mgdm.workflow.runner import train_together
+    from mgdm.workflow.runner import job_outputs, train_together
 
     todo = []
     for stage, a in jobs:
-        key, files = run_key(config, plan, stage, a), run_files(plan, stage, a)
+        key, files = run_key(config, plan, stage, a), job_outputs(stage, a, config, plan)[1]
         if cache.restore(key, files):
             print(f"mgdm train_group: {stage} {getattr(a, 'set', 'real')} seed {a.seed}: restored from "
                   f"{cache.dir / key}", flush=True)

@@ -117,7 +117,7 @@ def _stage(plan: Plan, name: str, fixed: dict, matrix: dict) -> dict:
         body["outs"] = outs
     if plots:
         body["plots"] = plots
-    metrics = [sub(m) for pattern in (*s.run_metrics, *filter(None, [s.metrics])) for m in owner.expand(pattern, keep)]
+    metrics = [sub(m) for pattern in s.metric_files for m in owner.expand(pattern, keep)]
     if metrics:
         body["metrics"] = [{m: {"cache": False}} for m in metrics]
     return entry

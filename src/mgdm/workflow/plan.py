@@ -60,8 +60,7 @@ class Plan:
     def outputs(self, stage: str) -> list[str]:
         """Return every file the stage writes (outs, each run's metrics JSON, its own), with its wildcards left in."""
         s = STAGES[stage]
-        return [p for o in (*s.outs, *s.run_metrics, *([s.metrics] if s.metrics else []))
-                for p in self.expand(o, s.matrix)]
+        return [p for o in (*s.outs, *s.metric_files) for p in self.expand(o, s.matrix)]
 
     def paths(self, stage: str, **wildcards) -> dict[str, str]:
         """Return {file name: path} of one job's outputs, e.g. {"model.safetensors": "results/..."}."""

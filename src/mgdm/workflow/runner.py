@@ -42,7 +42,7 @@ def _load(a: argparse.Namespace) -> tuple:
     return config, Plan(config, a.params)
 
 
-def _job(stage: str, a: argparse.Namespace, config, plan: Plan):
+def job_outputs(stage: str, a: argparse.Namespace, config, plan: Plan):
     """Wildcards and outputs of one job, its wildcards checked against the profile."""
     wildcards = {k: getattr(a, k) for k in STAGES[stage].matrix}
     values = plan.owner(stage).values
@@ -103,7 +103,7 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
     from mgdm.files import check_writable
 
     config, plan = _load(a)
-    wildcards, outputs = _job(stage, a, config, plan)
+    wildcards, outputs = job_outputs(stage, a, config, plan)
     if a.threads:
         import torch
 
@@ -122,7 +122,7 @@ def train_together(config, plan: Plan, jobs: list[tuple[str, argparse.Namespace]
     """Downstream jobs of one dataset and network trained together in this process by `main_group`
     (mgdm.stages.train_baseline's): each writes what it writes alone (metrics JSON, MLflow run); a job's
     wall clock is its own training and scoring. Raises on failure; the caller removes the outputs."""
-    prepared = [(stage, a, *_job(stage, a, config, plan)) for stage, a in jobs]
+    prepared = [(stage, a, *job_outputs(stage, a, config, plan)) for stage, a in jobs]
     start = time.time()
     for (stage, a, wildcards, _), (result, wall_s) in zip(prepared, main_group(config, plan, jobs)):
         _finish(stage, a, config, plan, wildcards, result, start, wall_s)
@@ -134,7 +134,7 @@ def run_group(jobs: list[tuple[str, argparse.Namespace]]) -> int:
     from mgdm.files import check_writable
 
     config, plan = _load(jobs[0][1])  # one group: one params file, profile and device
-    outputs = [p for stage, a in jobs for p in _job(stage, a, config, plan)[1]]
+    outputs = [p for stage, a in jobs for p in job_outputs(stage, a, config, plan)[1]]
     if jobs[0][1].threads:
         import torch
 

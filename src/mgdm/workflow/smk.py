@@ -57,7 +57,7 @@ def rule(stage: Stage) -> str:
     root, profile, values = ("GEN", "GEN_PROFILE", "G") if generator else ("ROOT", "PROFILE", "P")
     tag = "_".join(f"{{{{{w}}}}}" for w in stage.matrix) or "all"
     inputs = [_path(d, stage, values) for d in stage.deps] + [f'PLAN.code("{stage.name}")']
-    outputs = [_output(o, stage, values) for o in (*stage.outs, *stage.run_metrics, *filter(None, [stage.metrics]))]
+    outputs = [_output(o, stage, values) for o in (*stage.outs, *stage.metric_files)]
     args = re.sub(r"\{(\w+)\}", r"{{wildcards.\1}}", stage.args)
     command = f"mgdm {stage.name.replace('_', '-')} --params {{PARAMS}} --profile {{{profile}}} {args}".strip()
     lines = [f"rule {stage.name}:", "    input:", *(f"        {i}," for i in inputs),

@@ -33,6 +33,11 @@ class Stage:
     priority: int = 0  # Snakemake starts higher first: the DDPM is the long pole of every DAG
 
     @property
+    def metric_files(self) -> tuple[str, ...]:
+        """Every metrics JSON the stage writes: each run's (a stage that runs several), then its own."""
+        return (*self.run_metrics, *filter(None, [self.metrics]))
+
+    @property
     def module(self) -> str:
         """The module holding the stage's CLI handler (`main`) and its `run`."""
         return f"mgdm.stages.{self.name}"
@@ -57,6 +62,7 @@ SCHEDULE = tuple(f"ddpm.{k}" for k in ("normalization", "schedule", "train_times
 # often a run keeps its resume state, which its result does not depend on
 GRID = ("downstream.networks", "downstream.seeds", "downstream.sets", "downstream.checkpoint_s", "downstream.grouped")
 RUNS = f"{R}/downstream/{{network}}"  # a network's runs: real/seed0.json, entropy-s2/seed0.json, ...
+BASELINE_RUN, CLASSIFIER_RUN = f"{RUNS}/real/seed{{seed}}", f"{RUNS}/{{set}}/seed{{seed}}"  # + _test.npz, .json
 
 STAGES = {s.name: s for s in [
     Stage("preprocess", ("dataset",), "--dataset {dataset}", (),
@@ -79,17 +85,14 @@ STAGES = {s.name: s for s in [
     Stage("fidelity", ("dataset", "set"), "--dataset {dataset} --set {set}", (DATA, SAMPLES, REFERENCE_NET),
           (), f"{D}/fidelity/{{set}}.json", ("fidelity",)),
     Stage("train_baseline", ("dataset", "network", "seed"), "--dataset {dataset} --network {network} --seed {seed}",
-          (DATA,), (f"{R}/downstream/{{network}}/real/seed{{seed}}_test.npz",),
-          f"{R}/downstream/{{network}}/real/seed{{seed}}.json", ("downstream",), ignore=GRID),
+          (DATA,), (f"{BASELINE_RUN}_test.npz",), f"{BASELINE_RUN}.json", ("downstream",), ignore=GRID),
     Stage("train_classifier", ("dataset", "network", "set", "seed"),
           "--dataset {dataset} --network {network} --set {set} --seed {seed}", (DATA, SAMPLES),
-          (f"{R}/downstream/{{network}}/{{set}}/seed{{seed}}_test.npz",),
-          f"{R}/downstream/{{network}}/{{set}}/seed{{seed}}.json", ("downstream",), ignore=GRID),
+          (f"{CLASSIFIER_RUN}_test.npz",), f"{CLASSIFIER_RUN}.json", ("downstream",), ignore=GRID),
     # the two above as one job per network (profiles with `downstream.grouped`): every run's files, as they write
     Stage("train_group", ("dataset", "network"), "--dataset {dataset} --network {network}", (DATA, SAMPLES),
-          (f"{RUNS}/real/seed{{seed}}_test.npz", f"{RUNS}/{{set}}/seed{{seed}}_test.npz"), f"{RUNS}/group.json",
-          ("downstream",), ignore=GRID,
-          run_metrics=(f"{RUNS}/real/seed{{seed}}.json", f"{RUNS}/{{set}}/seed{{seed}}.json")),
+          (f"{BASELINE_RUN}_test.npz", f"{CLASSIFIER_RUN}_test.npz"), f"{RUNS}/group.json", ("downstream",),
+          ignore=GRID, run_metrics=(f"{BASELINE_RUN}.json", f"{CLASSIFIER_RUN}.json")),
     Stage("analyze", ("dataset",), "--dataset {dataset}", (DATA, REFERENCE_NET, SAMPLES),
           (f"{FIGURES}/{{dataset}}_entropy.png", f"{FIGURES}/{{dataset}}_embedding.png",
            f"{FIGURES}/{{dataset}}_samples.png"), f"{D}/analysis/distribution.json", ("analysis",),
