@@ -142,6 +142,9 @@ def test_benchmark_writes_json_and_a_table_beside_the_peak_and_the_plain_way(tmp
         assert all(v["max_abs_diff"] < 1e-4 and v["speedup"] > 0 for v in variants[kernel].values()
                    if isinstance(v, dict))
     assert set(variants["train_resnet18"]) == {"eager_s", "channels_last", "compile"}
+    runs = variants["train_resnet18 x2 runs"]  # torch.func's stacked runs take the steps the runs take alone
+    assert runs["stacked"]["max_abs_diff"] < 1e-5
+    assert runs["stacked"]["speedup"] == pytest.approx(runs["eager_s"] / runs["stacked"]["median_s"])
     placement = variants["thread_placement"]
     assert placement["train_resnet18"]["two_1thread_jobs_per_s"] > 0 and placement["sample_measure"]["speedup"] > 0
     assert placement["sample_measure"]["max_abs_diff_1_vs_2_threads"] < 1e-4
@@ -153,7 +156,7 @@ def test_benchmark_writes_json_and_a_table_beside_the_peak_and_the_plain_way(tmp
     assert n["new_overhead_s"] == pytest.approx(o["process_start_s"] / 9 + 2 * n["state_write_s"])
     assert o["mix"]["old_fraction"] == pytest.approx(n["old_overhead_s"] / n["train_s"])
     table = (tmp_path / "results/bench/smoke.md").read_text()
-    assert "| ddpm_train_step |" in table and "| sample_none | compile |" in table and "Thread placement" in table
+    assert "| ddpm_train_step |" in table and "| sample_none | compile |" in table and "| train_resnet18 x2 runs | stacked |" in table and "Thread placement" in table
     assert "| resnet18 |" in table and "| the mix |" in table
 
 

@@ -15,9 +15,9 @@ job's training seconds from its measured step, and from these the overhead of th
 job, a state every epoch) beside the grid trainer's (a process per network group, a state every
 `checkpoint_s` of wall clock), as a fraction of job time.
 With `variants`, the speed-ups a user might reach for, each timed beside the eager fp32 figure in the same
-run and checked against its output: channels_last, torch.compile (inductor), inference_mode, and thread
+run and checked against its output: channels_last, torch.compile (inductor), inference_mode, thread
 placement (two 1-thread jobs side by side, as Snakemake runs downstream jobs on 2 cores, against one
-2-thread job). Models are freshly initialised (speed does not depend on training); shapes come from the
+2-thread job), and several runs of one network stacked by torch.func against the same runs one by one. Models are freshly initialised (speed does not depend on training); shapes come from the
 dataset.
 """
 
@@ -260,6 +260,12 @@ def variants(unet, net, samplers, scheduler, steps, sample_data, train_data, rep
                                                  xb.to(memory_format=torch.channels_last), yb), None, eager_s, repeats),
         "compile": _versus(classifier_step(torch.compile(copy.deepcopy(model)), xb, yb), None, eager_s, repeats),
     }
+    # several runs of one network: one after the other (the grid trainer's way) or stacked by torch.func
+    copies = 2  # stacked activations grow with the copies: four ResNet-18s at 28 px took over 16 GB here
+    one_by_one, stacked, grad_diff = stacked_steps(network, k, chans, size, xb, yb, copies)
+    seq_s = timed(one_by_one, repeats)["median_s"]
+    res[f"train_{network} x{copies} runs"] = {"eager_s": seq_s, "stacked": _versus(stacked, None, seq_s, repeats)}
+    res[f"train_{network} x{copies} runs"]["stacked"]["max_abs_diff"] = grad_diff
     res["thread_placement"] = thread_placement({
         f"train_{network}": ("train", (network, k, chans, size, len(xb))),
         "sample_measure": ("sample", (unet, net, xs, ys, scheduler, steps, k))}, repeats)
@@ -364,6 +370,41 @@ def job_overhead(plan: Plan, data, kernels: dict, repeats: int) -> dict:
     return out
 
 
+def stacked_steps(network: str, k: int, chans: int, size: int, x: torch.Tensor, y: torch.Tensor, copies: int):
+    """`copies` runs of one network (each its own initialisation and AdamW) stepped one after the other, and the
+    same runs as one step over their stacked parameters (torch.func: `vmap` of `grad` through `functional_call`,
+    BatchNorm's running statistics batched with the buffers); and the largest difference between a stacked
+    run's gradient and the same run's alone."""
+    from torch.func import functional_call, grad, stack_module_state, vmap
+
+    models = []
+    for seed in range(copies):
+        torch.manual_seed(seed)
+        models.append(create_network(network, k, chans, size).train())
+    solo = copy.deepcopy(models[0])
+    steps = [classifier_step(m, x, y) for m in models]
+    params, buffers = stack_module_state(models)
+    shell = copy.deepcopy(models[0]).to("meta")
+    xs, ys = x.expand(copies, *x.shape), y.expand(copies, *y.shape)
+    grads = vmap(grad(lambda p, b, xi, yi: F.cross_entropy(functional_call(shell, (p, b), (xi,)), yi)),
+                 randomness="different")
+    opt = torch.optim.AdamW(list(params.values()), lr=1e-5)
+
+    def one_by_one():
+        for step in steps:
+            step()
+
+    def stacked():
+        for name, g in grads(params, buffers, xs, ys).items():
+            params[name].grad = g
+        opt.step()
+
+    F.cross_entropy(solo(x), y).backward()
+    first = grads(params, buffers, xs, ys)
+    diff = max((first[name][0] - p.grad).abs().max().item() for name, p in solo.named_parameters())
+    return one_by_one, stacked, diff
+
+
 def classifier_step(model, x, y):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
 
@@ -439,7 +480,9 @@ def markdown(result: dict) -> str:
                      f"{m['new_overhead_s']:.0f} s ({m['new_fraction']:.1%}) |")
     if "variants" in result:
         lines += ["", "Variants, timed in the same run beside the eager fp32 figure (speed-up above 1: faster; "
-                  "first call: compilation included; max |diff|: against the eager output).", "",
+                  "first call: compilation included; max |diff|: against the eager output; for stacked runs, the "
+                  "eager figure is the same runs one after the other and the diff a stacked run's gradient against "
+                  "its own alone).", "",
                   "| kernel | variant | seconds | speed-up | first call s | max abs diff |", "|---|---|---|---|---|---|"]
         for kernel, vs in result["variants"].items():
             if kernel == "thread_placement":
