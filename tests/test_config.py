@@ -72,6 +72,14 @@ def test_a_profile_on_another_generator_may_train_its_networks_on_another_device
     assert mine.profile.device == "cuda" and mine.generator_config().profile.device == "cpu"
 
 
+def test_a_profile_turns_off_a_guidance_the_defaults_sample_with_null():
+    raw = copy.deepcopy(RAW)
+    raw["profiles"]["mine"] = {"sampling": {"scales": {"margin": None, "leastconf": None, "entropy": [1, 4]}}}
+    sets = resolve(raw, "mine").sample_sets()
+    assert not [s for s in sets if s.startswith(("margin", "leastconf"))]
+    assert {"none", "entropy-s1", "entropy-s4", "classifier-s2"} <= set(sets) and "entropy-s2" not in sets
+
+
 def test_unknown_profile_lists_the_known_ones():
     with pytest.raises(ConfigError, match="unknown profile 'gpu'.*smoke"):
         resolve(RAW, "gpu")

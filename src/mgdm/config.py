@@ -155,7 +155,8 @@ class SamplingConfig(Strict):
     batch_size: int = Field(gt=0)
     # ints stay ints: a set is named by its scale as written (2 -> entropy-s2, 1.0 -> entropy-s1.0), as DVC
     # names the stages it templates from these lists
-    scales: dict[str, list[int | float]] = Field(description="guidance -> scale grid; 0 means no guidance")
+    scales: dict[str, list[int | float] | None] = Field(
+        description="guidance -> scale grid; 0 means no guidance; null turns off a guidance the defaults sample")
     sized_sets: list[str] = Field(default_factory=list, description="sets sized by the real training split, "
                                   "beside the scale grid's: 'entropy-s2-x3' has 3x as many images as the training "
                                   "split (class mix as `class_counts`); for the synthetic-quantity axis")
@@ -166,6 +167,7 @@ class SamplingConfig(Strict):
     @field_validator("scales")
     @classmethod
     def _scales(cls, v):
+        v = {name: grid for name, grid in v.items() if grid is not None}  # null: not sampled in this profile
         for name, grid in v.items():
             if name not in GUIDANCES:
                 raise ValueError(f"unknown guidance {name!r}; choose from {', '.join(GUIDANCES)}")
