@@ -1,6 +1,7 @@
 """The SLURM path on a real one-node cluster: the smoke DAG through workflow/profiles/slurm."""
 
 import re
+import shutil
 
 import pytest
 import slurm_cluster
@@ -59,16 +60,23 @@ def test_the_stage_table_priorities_reach_slurm_as_nice(tmp_workflow):
 
 
 @pytest.mark.slow
-def test_the_gpu_profile_asks_slurm_for_one_gpu_per_training_job(cluster, tmp_workflow):
-    """workflow/profiles/slurm-gpu on a node with one (stand-in) GPU: the training job holds it, preprocessing
-    does not (the smoke profile computes on the CPU)."""
-    res = run(snakemake("slurm-gpu", "--until", "train_reference_net"), tmp_workflow, timeout=900)
+def test_the_gpu_profile_asks_slurm_for_one_gpu_per_training_job(cluster, smoke_dag, tmp_path):
+    """workflow/profiles/slurm-gpu on a node with one (stand-in) GPU: in the plan every training stage asks for
+    a GPU and preprocessing for none; the reference net, removed from a finished run, trains through sbatch
+    holding it (the smoke profile computes on the CPU)."""
+    work = finished_copy(smoke_dag, tmp_path / "w")
+    plan = run(snakemake("slurm-gpu", "-n", "--forceall"), work).stdout
+    resources = dict(re.findall(r"^rule (\w+):(?:\n .*)*?\n    resources: (.*)", plan, re.M))
+    assert all("gpu=1" in resources[r] for r in ("train_ddpm", "sample", "train_classifier")), resources
+    assert "gpu" not in resources["preprocess"] and "gpu" not in resources["analyze"]
+    shutil.rmtree(work / "results/smoke/discs/reference_net")
+    res = run(snakemake("slurm-gpu", "--until", "train_reference_net"), work, timeout=900)
     ids = set(re.findall(r"has been submitted with SLURM jobid (\d+)", res.stdout + res.stderr))
     jobs = {}
     for i in ids:
-        line = run(["scontrol", "show", "job", i, "--oneliner"], tmp_workflow).stdout
+        line = run(["scontrol", "show", "job", i, "--oneliner"], work).stdout
         jobs[re.search(r"Comment=rule_([a-z_]+?)_wildcards", line).group(1)] = line
-    assert set(jobs) == {"preprocess", "train_reference_net"}, jobs
-    assert re.search(r"TresPer\w+=gres[:/]gpu:1", jobs["train_reference_net"]) and "gres" not in jobs["preprocess"]
+    assert set(jobs) == {"train_reference_net"}, jobs
+    assert re.search(r"TresPer\w+=gres[:/]gpu:1", jobs["train_reference_net"])
     assert "JobState=COMPLETED" in jobs["train_reference_net"]
-    assert (tmp_workflow / "results/smoke/discs/reference_net/metrics.json").exists()
+    assert (work / "results/smoke/discs/reference_net/metrics.json").exists()
