@@ -74,6 +74,23 @@ def result(root, files):
     return metrics, arrays
 
 
+def whole(path) -> bool:
+    """The file reads back completely in its format."""
+    from PIL import Image
+    from safetensors.numpy import load_file
+
+    if path.suffix == ".npz":
+        with np.load(path) as f:
+            return all(f[k] is not None for k in f.files)
+    if path.suffix == ".safetensors":
+        return load_file(path) is not None
+    if path.suffix == ".png":
+        with Image.open(path) as im:
+            im.load()
+        return True
+    return yaml.safe_load(path.read_text()) is not None
+
+
 @pytest.mark.parametrize("stage", sorted(JOBS))
 def test_killed_job_resumes_to_the_unbroken_result(trained, stage):
     trained, references = trained
@@ -96,10 +113,12 @@ def test_killed_job_resumes_to_the_unbroken_result(trained, stage):
         time.sleep(rng.uniform(0.0, 1.5))  # then a seeded random moment: mid-batch, mid-epoch, or after
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        folder = (trained / files[0]).parent
-        leftovers = [p.name for p in folder.iterdir() if p.name.startswith(".") and not p.is_dir()]
-        assert not leftovers, f"half-written temporary files left: {leftovers}"  # atomic writes: never half a file
+        for path in (trained / f for f in files):  # atomic writes: a declared output is whole or absent
+            assert not path.exists() or whole(path), f"trial {trial}: {path.name} half-written"
         run(cmd, trained)
+        folder = (trained / files[0]).parent  # a kill mid-write leaves a temporary file; the rerun clears it
+        leftovers = [p.name for p in folder.iterdir() if p.name.startswith(".") and not p.is_dir()]
+        assert not leftovers, f"trial {trial}: temporary files left after the rerun: {leftovers}"
         metrics, arrays = result(trained, files)
         again = yaml.safe_load((trained / files[0]).read_text())
         resumed += bool(again.get("resumed_batches") or again.get("resumed_from_epoch") or again.get("resumed_from"))

@@ -147,3 +147,22 @@ def test_the_sample_stage_plans_its_labels_and_none_ignores_the_guidance_net():
     assert torch.allclose(cfg_out, 0.5 * x + y.view(-1, 1, 1, 1) + 2.0 * (y.view(-1, 1, 1, 1) - 3))
     with pytest.raises(ValueError, match="unknown guidance 'typo'"):
         guidance_model(unet, explode, "typo", 1.0, sampler, 3)
+
+
+def test_a_job_clears_the_temporary_files_a_killed_writer_left_and_nothing_else(tmp_path):
+    from mgdm.files import atomic_path
+    from mgdm.workflow.runner import remove_stale_temporaries
+
+    out = tmp_path / "samples" / "entropy-s2.npz"
+    killed = atomic_path(out)  # a writer stopped inside the block: its temporary file is never renamed
+    tmp = killed.__enter__()
+    tmp.write_bytes(b"half an array")
+    others = [out.parent / "entropy-s2.json", out.parent / ".entropy-s2.npz.shards.npz",  # a folder, not a file
+              out.parent / ".none.npz.x1y2.npz", out.parent / "entropy-s2.npz.bak"]
+    others[1].mkdir()
+    for p in others[::2] + others[3:]:
+        p.write_text("kept")
+    assert tmp.name.startswith(".entropy-s2.npz.") and tmp.suffix == ".npz"
+    assert remove_stale_temporaries([out, out.parent / "entropy-s2.json"]) == [tmp]
+    assert not tmp.exists() and all(p.exists() for p in others)
+    assert remove_stale_temporaries([out]) == []

@@ -6,6 +6,7 @@ job's outputs and exit non-zero."""
 from __future__ import annotations
 
 import argparse
+import glob
 import importlib
 import json
 import os
@@ -99,6 +100,19 @@ def _fail(err: BaseException, stage: str, outputs: list[str]) -> int:
     raise err
 
 
+def remove_stale_temporaries(paths) -> list[Path]:
+    """Delete what a killed attempt left beside a job's outputs: `atomic_path`'s temporary files
+    (`.<name>.<random><suffix>`), which a SIGKILL between creating one and renaming it leaves behind."""
+    removed = []
+    for path in map(Path, paths):
+        if path.parent.is_dir():
+            for tmp in path.parent.glob(f".{glob.escape(path.name)}.*{glob.escape(path.suffix)}"):
+                if tmp.is_file():
+                    tmp.unlink()
+                    removed.append(tmp)
+    return removed
+
+
 def run_stage(stage: str, a: argparse.Namespace) -> int:
     from mgdm.files import check_writable
 
@@ -111,6 +125,7 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
     start = time.time()
     try:
         check_writable(outputs)  # before work starts, not after an hour of training
+        remove_stale_temporaries(outputs)
         result = importlib.import_module(STAGES[stage].module).main(config, plan, a)
         _finish(stage, a, config, plan, wildcards, result, start, time.time() - start)
     except BaseException as err:
@@ -141,6 +156,7 @@ def run_group(jobs: list[tuple[str, argparse.Namespace]]) -> int:
         torch.set_num_threads(jobs[0][1].threads)
     try:
         check_writable(outputs)
+        remove_stale_temporaries(outputs)
         main_group = importlib.import_module(STAGES["train_baseline"].module).main_group  # stages sit above workflow
         train_together(config, plan, jobs, main_group)
     except BaseException as err:
