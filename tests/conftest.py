@@ -139,6 +139,14 @@ def finished_copy(smoke_dag, dest: Path) -> Path:
     return dest
 
 
+def mlflow_runs(root: Path):
+    """The MLflow runs a smoke workflow in `root` logged to its folder's store (a DataFrame, one row a run)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{root}/results/mlflow.db")
+    return mlflow.search_runs(experiment_names=["mgdm-smoke"])
+
+
 def grouped_params(path: Path, **downstream) -> Path:
     """Rewrite params.yaml with the smoke profile grouped (one train_group job per network), its downstream
     settings changed as given."""

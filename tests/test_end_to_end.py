@@ -3,7 +3,7 @@ tests/test_dvc.py)."""
 
 import pytest
 
-from conftest import finished_copy, run
+from conftest import mlflow_runs, run
 from mgdm.config import load
 from mgdm.workflow.stages import STAGES, TABLES
 from mgdm.workflow.plan import Plan
@@ -30,13 +30,6 @@ def smoke_jobs(root):
     """How many jobs the smoke DAG has: one metrics JSON each."""
     plan = Plan(load(root / "params.yaml", "smoke"))
     return sum(len(plan.expand(STAGES[s].metrics)) for s in plan.stages)
-
-
-def mlflow_runs(root):
-    import mlflow
-
-    mlflow.set_tracking_uri(f"sqlite:///{root}/results/mlflow.db")
-    return mlflow.search_runs(experiment_names=["mgdm-smoke"])
 
 
 def test_snakemake_runs_the_smoke_dag(smoke_dag):

@@ -17,8 +17,8 @@ job, a state every epoch) beside the grid trainer's (a process per network group
 With `variants`, the speed-ups a user might reach for, each timed beside the eager fp32 figure in the same
 run and checked against its output: channels_last, torch.compile (inductor), inference_mode, thread
 placement (two 1-thread jobs side by side, as Snakemake runs downstream jobs on 2 cores, against one
-2-thread job), and several runs of one network stacked by torch.func against the same runs one by one. Models are freshly initialised (speed does not depend on training); shapes come from the
-dataset.
+2-thread job), and several runs of one network stacked by torch.func against the same runs one by one.
+Models are freshly initialised (speed does not depend on training); shapes come from the dataset.
 """
 
 from __future__ import annotations
@@ -264,8 +264,8 @@ def variants(unet, net, samplers, scheduler, steps, sample_data, train_data, rep
     copies = 2  # stacked activations grow with the copies: four ResNet-18s at 28 px took over 16 GB here
     one_by_one, stacked, grad_diff = stacked_steps(network, k, chans, size, xb, yb, copies)
     seq_s = timed(one_by_one, repeats)["median_s"]
-    res[f"train_{network} x{copies} runs"] = {"eager_s": seq_s, "stacked": _versus(stacked, None, seq_s, repeats)}
-    res[f"train_{network} x{copies} runs"]["stacked"]["max_abs_diff"] = grad_diff
+    res[f"train_{network} x{copies} runs"] = {"eager_s": seq_s, "stacked": {**_versus(stacked, None, seq_s, repeats),
+                                                                             "max_abs_diff": grad_diff}}
     res["thread_placement"] = thread_placement({
         f"train_{network}": ("train", (network, k, chans, size, len(xb))),
         "sample_measure": ("sample", (unet, net, xs, ys, scheduler, steps, k))}, repeats)
