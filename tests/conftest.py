@@ -91,8 +91,11 @@ def debian_command(names: tuple[str, ...], packages: list[str]) -> str | None:
     return next((shutil.which(c) for c in names if shutil.which(c)), None)
 
 
-def run(cmd, cwd, check=True, **kw):
-    res = subprocess.run(cmd, cwd=cwd, env=mgdm_env(), capture_output=True, text=True, **kw)
+def run(cmd, cwd, check=True, mlflow=True, **kw):
+    """Run a command from this venv; mlflow=False sets MGDM_NO_MLFLOW for it and the jobs it starts (tests
+    that do not read MLflow save its import and store, about 4 s a job)."""
+    env = mgdm_env() if mlflow else {**mgdm_env(), "MGDM_NO_MLFLOW": "1"}
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kw)
     if check and res.returncode != 0:
         raise AssertionError(f"{cmd} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
     return res

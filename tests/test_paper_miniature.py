@@ -66,7 +66,8 @@ def test_a_miniature_of_the_paper_profile_runs_every_stage(tmp_workflow, tmp_pat
                 assert mini[section][key] == paper[section][key]
     raw["profiles"]["paper-mini"] = mini
     (tmp_workflow / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    res = run(["snakemake", "--cores", "2", "--config", "profile=paper-mini"], tmp_workflow, timeout=1500)
+    res = run(["snakemake", "--cores", "2", "--config", "profile=paper-mini"], tmp_workflow, timeout=1500,
+              mlflow=False)
     assert "steps (100%) done" in res.stdout + res.stderr
     root = tmp_workflow / "results/paper-mini"
     runs = (root / "records/runs.csv").read_text().splitlines()

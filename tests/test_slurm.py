@@ -38,7 +38,7 @@ def test_a_set_reruns_through_sbatch_with_the_shipped_profile(cluster, smoke_dag
         (work / f"{ONE_SET}{suffix}").unlink()
     grouped_params(work / "params.yaml", sets=["none", "entropy-s2"])
     cmd = snakemake("slurm")
-    res = run(cmd, work, timeout=1800)
+    res = run(cmd, work, timeout=1800, mlflow=False)
     out = res.stdout + res.stderr
     total = int(re.search(r"^total\s+(\d+)", out, re.M).group(1))
     jobs = set(re.findall(r"^rule (\w+):", out, re.M)) - {"all"}
@@ -48,7 +48,7 @@ def test_a_set_reruns_through_sbatch_with_the_shipped_profile(cluster, smoke_dag
     assert (work / f"{ONE_SET}.npz").exists() and (work / "results/smoke/tables/claims.md").exists()
     logs = list((work / "results/slurm-logs").rglob("*.log"))
     assert len(logs) == total - 1, "SLURM's logs of successful jobs are kept"
-    rerun = run(cmd, work, timeout=600)
+    rerun = run(cmd, work, timeout=600, mlflow=False)
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
 
 
@@ -70,7 +70,7 @@ def test_the_gpu_profile_asks_slurm_for_one_gpu_per_training_job(cluster, smoke_
     assert all("gpu=1" in resources[r] for r in ("train_ddpm", "sample", "train_classifier")), resources
     assert "gpu" not in resources["preprocess"] and "gpu" not in resources["analyze"]
     shutil.rmtree(work / "results/smoke/discs/reference_net")
-    res = run(snakemake("slurm-gpu", "--until", "train_reference_net"), work, timeout=900)
+    res = run(snakemake("slurm-gpu", "--until", "train_reference_net"), work, timeout=900, mlflow=False)
     ids = set(re.findall(r"has been submitted with SLURM jobid (\d+)", res.stdout + res.stderr))
     jobs = {}
     for i in ids:

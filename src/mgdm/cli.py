@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from mgdm.config import ConfigError
+from mgdm.workflow import tracking
 from mgdm.workflow.stages import STAGES
 
 TOOLS = ("benchmark", "sweep-generator", "calibrate-scales", "survey-zoo", "training-length", "power",
@@ -89,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default=None, help="run on this device instead of the profile's `device`, "
                        "e.g. cuda on a lent GPU (the metrics JSON names the machine)")
         p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-        p.add_argument("--no-mlflow", action="store_true", help="skip MLflow logging")
+        p.add_argument("--no-mlflow", action="store_true", default=not tracking.enabled(),
+                       help="skip MLflow logging (the default where MGDM_NO_MLFLOW is set)")
     d = sub.add_parser("dvc-yaml", help="write dvc.yaml for a profile from the stage table",
                        epilog="example: mgdm dvc-yaml --profile smoke && dvc repro")
     d.add_argument("-o", "--output", default="dvc.yaml", help="where to write it ('-': standard output)")

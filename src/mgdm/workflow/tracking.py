@@ -18,6 +18,13 @@ from filelock import FileLock
 
 DEFAULT_URI = "sqlite:///results/mlflow.db"
 PARENT_ENV = "MGDM_MLFLOW_PARENT_RUN"  # the run id of the pipeline invocation (set by the Snakefile's onstart)
+OFF_ENV = "MGDM_NO_MLFLOW"  # set (not "0"): no logging, for every job a workflow manager starts (as --no-mlflow)
+
+
+def enabled() -> bool:
+    """Whether to log: on unless MGDM_NO_MLFLOW is set. Importing MLflow and opening its store cost a job
+    about 4 s on 2 cores, which short jobs (tests, CI) may not want to pay."""
+    return os.environ.get(OFF_ENV, "0") == "0"
 
 
 def git_commit() -> str:
@@ -61,6 +68,8 @@ def _store(uri: str):
 
 def start_pipeline(uri: str, experiment: str, run_name: str, tags: dict) -> str:
     """Open the parent run of one pipeline invocation; stage runs started with PARENT_ENV set nest under it."""
+    if not enabled():
+        return ""
     client, lock, local_db = _store(uri)
     with lock:
         run = client.create_run(_experiment_id(client, experiment, local_db), run_name=run_name, tags=tags)
@@ -70,7 +79,7 @@ def start_pipeline(uri: str, experiment: str, run_name: str, tags: dict) -> str:
 
 def end_pipeline(uri: str, status: str = "FINISHED") -> None:
     run_id = os.environ.get(PARENT_ENV)
-    if run_id:
+    if run_id and enabled():
         client, lock, _ = _store(uri)
         with lock:
             client.set_terminated(run_id, status)
