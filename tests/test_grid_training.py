@@ -1,5 +1,6 @@
-"""The grid trainer: a run alone equals the loop it replaced bit for bit, grouped runs equal solo ones, the
-device AUC equals scikit-learn's, and a killed group resumes to the unbroken result."""
+"""The grid trainer: a run alone equals the loop it replaced bit for bit, grouped runs equal solo ones, a group
+holds one run in memory at a time, the device AUC equals scikit-learn's, and a killed group resumes to the
+unbroken result."""
 
 import numpy as np
 import pytest
@@ -52,19 +53,41 @@ def test_a_run_alone_is_bit_identical_to_the_loop_it_replaced(discs):
 @pytest.mark.parametrize("network", ["resnet18", "convnext_atto", "vit_tiny_patch16_224"])
 def test_grouped_runs_equal_solo_runs(discs, network):
     runs, val = runs_of(discs), discs.tensors("val")
-    cfg = CFG.model_copy(update={"epochs": 2})  # a second epoch is where the runs' turns interleave
-    grouped = grid.train_runs(network, runs, val, discs.num_classes, cfg, progress=False)
+    cfg = CFG.model_copy(update={"epochs": 2})
+    grouped = list(grid.train_runs(network, runs, val, discs.num_classes, cfg, progress=False))
     for run, (model, info) in zip(runs, grouped):
-        solo, solo_info = grid.train_runs(network, [run], val, discs.num_classes, cfg, progress=False)[0]
+        solo, solo_info = next(grid.train_runs(network, [run], val, discs.num_classes, cfg, progress=False))
         assert_same_state(model, solo, atol=1e-5)
         assert info["best_epoch"] == solo_info["best_epoch"]
     # the runs differ from each other: the grouping did not hand one run's model to all
     assert not torch.equal(next(grouped[0][0].parameters()), next(grouped[1][0].parameters()))
 
 
+def test_a_group_holds_one_run_in_memory_at_a_time(discs, monkeypatch):
+    """A run's model and optimiser are freed before the next run starts (56 inception_v3 runs held at once
+    need 24 GB); the caller gets each run as it finishes."""
+    import gc
+    import weakref
+
+    start, models = grid._start, []
+
+    def start_and_count(*args):
+        gc.collect()
+        assert all(m() is None for m in models), "a finished run's training model is still held"
+        live = start(*args)
+        models.append(weakref.ref(live.model))
+        return live
+
+    monkeypatch.setattr(grid, "_start", start_and_count)
+    runs = grid.train_runs("resnet18", runs_of(discs), discs.tensors("val"), discs.num_classes, CFG, progress=False)
+    first = next(runs)
+    assert len(models) == 1, "the first run is handed back before the second starts"
+    assert len([first, *runs]) == 3 and len(models) == 3
+
+
 def test_a_killed_group_resumes_to_the_unbroken_result(discs, tmp_path, monkeypatch):
     val = discs.tensors("val")
-    unbroken = grid.train_runs("resnet18", runs_of(discs), val, discs.num_classes, CFG, progress=False)
+    unbroken = list(grid.train_runs("resnet18", runs_of(discs), val, discs.num_classes, CFG, progress=False))
     runs = [grid.Run(r.seed, r.images, r.labels, tmp_path / f"run{i}.resume.safetensors")
             for i, r in enumerate(runs_of(discs))]
     validate, calls = grid._validate, []
@@ -76,27 +99,29 @@ def test_a_killed_group_resumes_to_the_unbroken_result(discs, tmp_path, monkeypa
         validate(live, *args)
 
     monkeypatch.setattr(grid, "_validate", killed_in_epoch_two)
+    finished = []  # what the caller kept (train_group: the run cache) before the kill
     with pytest.raises(KeyboardInterrupt):
-        grid.train_runs("resnet18", runs, val, discs.num_classes, CFG, progress=False)
+        for result in grid.train_runs("resnet18", runs, val, discs.num_classes, CFG, progress=False):
+            finished.append(result)
     monkeypatch.setattr(grid, "_validate", validate)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        f"run{i}.resume.{ext}" for i in range(3) for ext in ("json", "safetensors"))
-    resumed = grid.train_runs("resnet18", runs, val, discs.num_classes, CFG, progress=False)
-    for (model, info), (ref, ref_info) in zip(resumed, unbroken):
-        assert info["resumed_from_epoch"] == 1
+    assert len(finished) == 1  # the first run finished; its state went with it, the second's is left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run1.resume.json", "run1.resume.safetensors"]
+    resumed = finished + list(grid.train_runs("resnet18", runs[1:], val, discs.num_classes, CFG, progress=False))
+    assert [info["resumed_from_epoch"] for _, info in resumed] == [0, 1, 0]
+    for (model, info), (ref, ref_info) in zip(resumed, unbroken, strict=True):
         assert_same_state(model, ref)
         assert info["history"] == ref_info["history"] and info["best_epoch"] == ref_info["best_epoch"]
-    assert list(tmp_path.iterdir()) == []  # the states are removed at the end
+    assert list(tmp_path.iterdir()) == []  # the states are removed as their runs finish
 
 
 def test_wall_clock_checkpoints_skip_epochs(discs, tmp_path, monkeypatch):
     saved = []
     monkeypatch.setattr(grid, "_save", lambda live: saved.append(live.epoch))
     run = grid.Run(0, *discs.tensors("train"), tmp_path / "state.safetensors")
-    grid.train_runs("resnet18", [run], discs.tensors("val"), discs.num_classes,
-                    CFG.model_copy(update={"checkpoint_s": 3600}), progress=False)
+    next(grid.train_runs("resnet18", [run], discs.tensors("val"), discs.num_classes,
+                         CFG.model_copy(update={"checkpoint_s": 3600}), progress=False))
     assert saved == []  # an hour between states: a 3-epoch run writes none
-    grid.train_runs("resnet18", [run], discs.tensors("val"), discs.num_classes, CFG, progress=False)
+    next(grid.train_runs("resnet18", [run], discs.tensors("val"), discs.num_classes, CFG, progress=False))
     assert saved == [1, 2]  # every epoch but the last (whose result is the output)
 
 

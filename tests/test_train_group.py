@@ -2,6 +2,7 @@
 as the unit of rerun (a run whose inputs did not change is restored from the run cache, not retrained)."""
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, finished_copy, grouped_params, run
@@ -93,3 +94,37 @@ def test_a_runs_key_follows_what_its_result_depends_on_and_nothing_else(tmp_path
     assert key() == first
     (tmp_path / samples).write_bytes(b"resampled")
     assert key() != first
+
+
+def test_a_killed_group_keeps_in_the_cache_each_run_it_finished(tmp_path, monkeypatch):
+    """Runs are kept as they finish, so a group killed in its second run retrains only that run and the next."""
+    from mgdm.stages import StageResult, train_group
+    from mgdm.workflow.runner import job_args, job_outputs
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "src").symlink_to(ROOT / "src")
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    plan = Plan(load(params, "smoke"), str(params))
+    for path in (plan.dataset_file("discs"), plan.paths("sample", dataset="discs", set="none")["none.npz"]):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(b"images")
+    w = {"dataset": "discs", "network": "resnet18", "seed": 0}
+    jobs = [(stage, job_args(str(params), "smoke", stage, {**w, **extra}, progress=False, no_mlflow=True))
+            for stage, extra in (("train_baseline", {}), ("train_classifier", {"set": "none"}))]
+
+    def killed_in_the_second_run(config, plan, jobs):
+        for stage, a in jobs:
+            for f in job_outputs(stage, a, config, plan)[1]:  # what a run writes besides its metrics JSON
+                Path(f).parent.mkdir(parents=True, exist_ok=True)
+                Path(f).write_text("{}")
+            if stage == "train_classifier":
+                raise KeyboardInterrupt
+            yield StageResult.of({"metrics": {"acc": 0.5}}), 1.0
+
+    monkeypatch.setattr(train_group, "main_group", killed_in_the_second_run)
+    cache = train_group.RunCache(tmp_path / RUNS)
+    with pytest.raises(KeyboardInterrupt):
+        train_group.run(plan.config, plan, jobs, cache)
+    kept = [(cache.dir / train_group.run_key(plan.config, plan, stage, a)).is_dir() for stage, a in jobs]
+    assert kept == [True, False]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,10 +42,10 @@ def training_set(dataset: Dataset, synthetic: str | Path | None) -> tuple[torch.
 
 
 def train_and_score_group(dataset: Dataset, network: str, cfg: ClassifierTraining, jobs: list[Job],
-                          device: str = "cpu", progress: bool = True, weights: str | None = None) -> list[dict]:
-    """Train every job of `network` together (`train_runs`), then score each alone on the test split; per job
-    its metrics, history and params, as `train_and_score` returns them, and `wall_s`: its own training and
-    scoring seconds.
+                          device: str = "cpu", progress: bool = True, weights: str | None = None) -> Iterator[dict]:
+    """Train every job of `network` together (`train_runs`) and score each on the test split as it finishes;
+    yield per job its metrics, history and params, as `train_and_score` returns them, and `wall_s`: its own
+    training and scoring seconds.
 
     Jobs on the same synthetic set share one training tensor, so the data go to the device once per set.
     """
@@ -53,7 +54,6 @@ def train_and_score_group(dataset: Dataset, network: str, cfg: ClassifierTrainin
     trained = train_runs(network, runs, dataset.tensors("val"), dataset.num_classes, cfg, device, progress, weights)
     test_images, test_labels = dataset.tensors("test")
     adaptation = NETWORKS[network].adaptation(dataset.image_size)
-    results = []
     for job, (model, info) in zip(jobs, trained):
         t0 = time.time()
         probs = predict_proba(model, test_images, device=device)
@@ -68,9 +68,8 @@ def train_and_score_group(dataset: Dataset, network: str, cfg: ClassifierTrainin
             save_model(job.model_path, model, {"kind": "classifier", "network": network,
                                                "num_classes": dataset.num_classes, "in_chans": dataset.channels,
                                                "image_size": dataset.image_size})
-        results.append({"metrics": metrics, "history": info["history"], "params": {"adaptation": adaptation},
-                        "wall_s": info["train_s"] + time.time() - t0})
-    return results
+        yield {"metrics": metrics, "history": info["history"], "params": {"adaptation": adaptation},
+               "wall_s": info["train_s"] + time.time() - t0}
 
 
 def train_and_score(dataset: Dataset, network: str, cfg: ClassifierTraining, seed: int, synthetic: str | Path | None = None,
@@ -84,6 +83,6 @@ def train_and_score(dataset: Dataset, network: str, cfg: ClassifierTraining, see
     a killed run resumes from its last state.
     """
     job = Job(seed, synthetic, predictions_path, resume_path, model_path)
-    result = train_and_score_group(dataset, network, cfg, [job], device, progress, weights)[0]
+    result = next(train_and_score_group(dataset, network, cfg, [job], device, progress, weights))
     del result["wall_s"]  # a job alone: its stage measures its own wall clock
     return result

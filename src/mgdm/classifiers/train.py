@@ -1,8 +1,10 @@
 """Train zoo networks on (real + synthetic) images, select each on the real validation split.
 
 `train_runs` trains all runs of one network (seeds x training sets) in one process: the data sit on the
-device once, the runs take turns epoch by epoch, and each run keeps the random stream it has alone (its
-seed and the epoch decide initialisation, data order, flips and dropout), so a run's result does not
+device once, the runs train one after the other and each is handed back as it finishes, so memory holds
+one run's model, optimiser and best model at a time (56 inception_v3 runs held together need 24 GB), and
+its caller can keep a finished run before the next starts. Each run keeps the random stream it has alone
+(its seed and the epoch decide initialisation, data order, flips and dropout), so a run's result does not
 depend on what it was grouped with. Nothing in an epoch waits on the host: the loss is summed, the
 validation AUC computed and the best epoch kept on the device; the host reads them at a checkpoint and
 at the end. `train_classifier` is the one-run case.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,13 +170,13 @@ def _save(live: _Live) -> None:
 
 def train_runs(network: str, runs: list[Run], val: tuple[torch.Tensor, torch.Tensor], num_classes: int,
                cfg: ClassifierTraining, device: str = "cpu", progress: bool = True,
-               weights: str | None = None) -> list[tuple[SmallImageNet, dict]]:
-    """Train every run of `network`; return per run (the model at its best validation AUC,
-    {history, best_epoch, train_s, resumed_from_epoch}).
+               weights: str | None = None) -> Iterator[tuple[SmallImageNet, dict]]:
+    """Train every run of `network`, one after the other; yield per run, as it finishes, (the model at its
+    best validation AUC, {history, best_epoch, train_s, resumed_from_epoch}).
 
     Runs with a `resume_path` keep their state there every `cfg.checkpoint_s` seconds of wall clock (at an
-    epoch's end; 0: every epoch); a killed group continues from each run's last state with the result of an
-    unbroken one, and the states are removed at the end.
+    epoch's end; 0: every epoch); a killed run continues from its last state with the result of an unbroken
+    one. A run's state is removed when it finishes: what it gave is its caller's to keep.
     """
     dev = torch.device(device)
     if dev.type == "cuda":
@@ -182,36 +185,33 @@ def train_runs(network: str, runs: list[Run], val: tuple[torch.Tensor, torch.Ten
     # each distinct training tensor goes to the device once (the real images every run shares)
     resident: dict[int, torch.Tensor] = {}
     on_device = lambda t: resident.setdefault(id(t), t.to(dev))  # noqa: E731
-    data = [(on_device(r.images), on_device(r.labels)) for r in runs]
-    lives = [_start(network, r, num_classes, cfg, dev, weights) for r in runs]
-    bar = tqdm(total=len(runs) * cfg.epochs, initial=sum(live.epoch for live in lives),
-               desc=f"train {network} x{len(runs)}", disable=not progress)
+    bar = tqdm(total=len(runs) * cfg.epochs, desc=f"train {network} x{len(runs)}", disable=not progress)
     last_save = time.time()
-    for epoch in range(min(live.epoch for live in lives), cfg.epochs):
-        for live, (images, labels) in zip(lives, data):
-            if live.epoch > epoch:  # resumed further than the others
-                continue
-            t0 = time.time()
-            loss_sum = _train_epoch(live, images, labels, cfg)
-            _validate(live, val, loss_sum, len(labels))
-            live.seconds += time.time() - t0  # the host ran ahead of the device; the sum is right at the end
-            bar.update()
-        if epoch + 1 < cfg.epochs and time.time() - last_save >= cfg.checkpoint_s:
-            for live in lives:
-                if live.run.resume_path is not None:
+    try:
+        for run in runs:
+            images, labels = on_device(run.images), on_device(run.labels)
+            live = _start(network, run, num_classes, cfg, dev, weights)
+            bar.update(live.epoch)
+            for epoch in range(live.epoch, cfg.epochs):
+                t0 = time.time()
+                loss_sum = _train_epoch(live, images, labels, cfg)
+                _validate(live, val, loss_sum, len(labels))
+                live.seconds += time.time() - t0  # the host ran ahead of the device; the sum is right at the end
+                bar.update()
+                due = time.time() - last_save >= cfg.checkpoint_s
+                if run.resume_path is not None and epoch + 1 < cfg.epochs and due:
                     _save(live)
-            last_save = time.time()
-            bar.set_postfix(val_auc=" ".join(f"{float(live.history['val_auc'][-1][1]):.3f}" for live in lives))
-    bar.close()
-    results = []
-    for live in lives:
-        history, _, best_epoch = _host(live)
-        if live.run.resume_path is not None:
-            for f in (Path(live.run.resume_path), Path(live.run.resume_path).with_suffix(".json")):
-                f.unlink(missing_ok=True)
-        results.append((live.best.eval(), {"history": history, "best_epoch": best_epoch, "train_s": live.seconds,
-                                           "resumed_from_epoch": live.resumed_from}))
-    return results
+                    last_save = time.time()
+                    bar.set_postfix(val_auc=f"{float(live.history['val_auc'][-1][1]):.3f}")
+            history, _, best_epoch = _host(live)
+            if run.resume_path is not None:
+                for f in (Path(run.resume_path), Path(run.resume_path).with_suffix(".json")):
+                    f.unlink(missing_ok=True)
+            yield live.best.eval(), {"history": history, "best_epoch": best_epoch, "train_s": live.seconds,
+                                     "resumed_from_epoch": live.resumed_from}
+            del live  # the next run's model and optimiser take its place
+    finally:  # also when the caller stops early (train_classifier takes the first run)
+        bar.close()
 
 
 def train_classifier(network: str, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
@@ -219,4 +219,5 @@ def train_classifier(network: str, train: tuple[torch.Tensor, torch.Tensor], val
                      progress: bool = True, weights: str | None = None,
                      resume_path: str | Path | None = None) -> tuple[SmallImageNet, dict]:
     """One run of `train_runs`: (the model at its best validation AUC, {history, best_epoch, train_s, ...})."""
-    return train_runs(network, [Run(seed, *train, resume_path)], val, num_classes, cfg, device, progress, weights)[0]
+    return next(train_runs(network, [Run(seed, *train, resume_path)], val, num_classes, cfg, device, progress,
+                           weights))

@@ -3,6 +3,7 @@ reference every synthetic set is paired against (same network, seed and data ord
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from mgdm.classifiers.score import Job, train_and_score, train_and_score_group
@@ -33,12 +34,13 @@ def main(config, plan, a) -> StageResult:
                device=config.profile.device, progress=a.progress, **job_files(plan, "train_baseline", a))
 
 
-def main_group(config, plan, jobs: list[tuple[str, object]]) -> list[tuple[StageResult, float]]:
+def main_group(config, plan, jobs: list[tuple[str, object]]) -> Iterator[tuple[StageResult, float]]:
     """Downstream jobs (train_baseline, train_classifier) of one dataset and network trained together
-    (`mgdm jobs`); per job its result and its own wall clock."""
+    (`mgdm jobs`, train_group); per job, as it finishes, its result and its own wall clock."""
     first = jobs[0][1]
     specs = [Job(a.seed, plan.paths("sample", dataset=a.dataset, set=a.set)[f"{a.set}.npz"]
                  if stage == "train_classifier" else None, **job_files(plan, stage, a)) for stage, a in jobs]
     results = train_and_score_group(Dataset(plan.dataset_file(first.dataset)), first.network,
                                     config.profile.downstream, specs, config.profile.device, first.progress)
-    return [(StageResult.of({k: v for k, v in r.items() if k != "wall_s"}), r["wall_s"]) for r in results]
+    for r in results:
+        yield StageResult.of({k: v for k, v in r.items() if k != "wall_s"}), r["wall_s"]

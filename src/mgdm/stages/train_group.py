@@ -86,7 +86,7 @@ class RunCache:
 
 def run(config, plan, jobs: list[tuple[str, argparse.Namespace]], cache: RunCache) -> dict:
     """Restore the runs the cache has, train the others together (each writing its files and MLflow run as
-    it would alone), keep them in the cache; return how many of each."""
+    it would alone), keep each in the cache as it finishes; return how many of each."""
     from mgdm.workflow.runner import job_outputs, train_together
 
     todo = []
@@ -97,10 +97,9 @@ def run(config, plan, jobs: list[tuple[str, argparse.Namespace]], cache: RunCach
                   f"{cache.dir / key}", flush=True)
         else:
             todo.append((stage, a, key, files))
-    if todo:
-        train_together(config, plan, [(stage, a) for stage, a, _, _ in todo], main_group)
-        for _, _, key, files in todo:
-            cache.store(key, files)
+    if todo:  # each run kept as it finishes: a killed group loses only the run it was training
+        train_together(config, plan, [(stage, a) for stage, a, _, _ in todo], main_group,
+                       finished=lambda i: cache.store(todo[i][2], todo[i][3]))
     return {"runs": len(jobs), "trained": len(todo), "restored": len(jobs) - len(todo)}
 
 

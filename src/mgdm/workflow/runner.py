@@ -133,14 +133,17 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
     return 0
 
 
-def train_together(config, plan: Plan, jobs: list[tuple[str, argparse.Namespace]], main_group) -> None:
+def train_together(config, plan: Plan, jobs: list[tuple[str, argparse.Namespace]], main_group,
+                   finished=lambda i: None) -> None:
     """Downstream jobs of one dataset and network trained together in this process by `main_group`
-    (mgdm.stages.train_baseline's): each writes what it writes alone (metrics JSON, MLflow run); a job's
-    wall clock is its own training and scoring. Raises on failure; the caller removes the outputs."""
+    (mgdm.stages.train_baseline's): each writes what it writes alone (metrics JSON, MLflow run) as it
+    finishes, then `finished(its index)` is called; a job's wall clock is its own training and scoring.
+    Raises on failure; the caller removes the outputs."""
     prepared = [(stage, a, *job_outputs(stage, a, config, plan)) for stage, a in jobs]
     start = time.time()
-    for (stage, a, wildcards, _), (result, wall_s) in zip(prepared, main_group(config, plan, jobs)):
+    for i, ((stage, a, wildcards, _), (result, wall_s)) in enumerate(zip(prepared, main_group(config, plan, jobs))):
         _finish(stage, a, config, plan, wildcards, result, start, wall_s)
+        finished(i)
 
 
 def run_group(jobs: list[tuple[str, argparse.Namespace]]) -> int:
