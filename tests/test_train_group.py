@@ -96,9 +96,10 @@ def test_a_runs_key_follows_what_its_result_depends_on_and_nothing_else(tmp_path
     assert key() != first
 
 
-def test_a_killed_group_keeps_in_the_cache_each_run_it_finished(tmp_path, monkeypatch):
-    """Runs are kept as they finish, so a group killed in its second run retrains only that run and the next."""
-    from mgdm.stages import StageResult, train_group
+def two_runs_killed_in_the_second(tmp_path, monkeypatch):
+    """A smoke plan in tmp_path with a real-only and a `none` run of resnet18, and a stand-in for the group's
+    training that writes the first run's files, hands it back and dies in the second. Returns (plan, jobs)."""
+    from mgdm.stages import StageResult, train_baseline
     from mgdm.workflow.runner import job_args, job_outputs
 
     monkeypatch.chdir(tmp_path)
@@ -122,9 +123,29 @@ def test_a_killed_group_keeps_in_the_cache_each_run_it_finished(tmp_path, monkey
                 raise KeyboardInterrupt
             yield StageResult.of({"metrics": {"acc": 0.5}}), 1.0
 
-    monkeypatch.setattr(train_group, "main_group", killed_in_the_second_run)
+    monkeypatch.setattr(train_baseline, "main_group", killed_in_the_second_run)
+    return plan, jobs
+
+
+def test_a_killed_group_keeps_in_the_cache_each_run_it_finished(tmp_path, monkeypatch):
+    """Runs are kept as they finish, so a group killed in its second run retrains only that run and the next."""
+    from mgdm.stages import train_baseline, train_group
+
+    plan, jobs = two_runs_killed_in_the_second(tmp_path, monkeypatch)
+    monkeypatch.setattr(train_group, "main_group", train_baseline.main_group)
     cache = train_group.RunCache(tmp_path / RUNS)
     with pytest.raises(KeyboardInterrupt):
         train_group.run(plan.config, plan, jobs, cache)
     kept = [(cache.dir / train_group.run_key(plan.config, plan, stage, a)).is_dir() for stage, a in jobs]
     assert kept == [True, False]
+
+
+def test_a_failed_group_under_mgdm_jobs_removes_only_its_unfinished_runs(tmp_path, monkeypatch):
+    from mgdm.workflow.runner import job_outputs, run_group
+
+    plan, jobs = two_runs_killed_in_the_second(tmp_path, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        run_group(jobs)
+    left = [all(Path(f).exists() for f in job_outputs(stage, a, plan.config, plan)[1]) for stage, a in jobs]
+    assert left == [True, False]
+    assert not any(Path(f).exists() for f in job_outputs(*jobs[1], plan.config, plan)[1])

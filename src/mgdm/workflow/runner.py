@@ -147,21 +147,22 @@ def train_together(config, plan: Plan, jobs: list[tuple[str, argparse.Namespace]
 
 
 def run_group(jobs: list[tuple[str, argparse.Namespace]]) -> int:
-    """`train_together` for `mgdm jobs`, with a stage's checks and failure handling: on failure every job
-    of the group is removed."""
+    """`train_together` for `mgdm jobs`, with a stage's checks and failure handling: on failure the jobs that
+    had not finished are removed (the finished ones are whole, and a rerun skips them)."""
     from mgdm.files import check_writable
 
     config, plan = _load(jobs[0][1])  # one group: one params file, profile and device
-    outputs = [p for stage, a in jobs for p in job_outputs(stage, a, config, plan)[1]]
+    outputs = [job_outputs(stage, a, config, plan)[1] for stage, a in jobs]
     if jobs[0][1].threads:
         import torch
 
         torch.set_num_threads(jobs[0][1].threads)
+    done: set[int] = set()
     try:
-        check_writable(outputs)
-        remove_stale_temporaries(outputs)
+        check_writable([p for o in outputs for p in o])
+        remove_stale_temporaries([p for o in outputs for p in o])
         main_group = importlib.import_module(STAGES["train_baseline"].module).main_group  # stages sit above workflow
-        train_together(config, plan, jobs, main_group)
+        train_together(config, plan, jobs, main_group, finished=done.add)
     except BaseException as err:
-        return _fail(err, "train group", outputs)
+        return _fail(err, "train group", [p for i, o in enumerate(outputs) if i not in done for p in o])
     return 0
