@@ -19,7 +19,7 @@ def check_outputs(root):
         tex = (tables / f"{t}.tex").read_text()
         assert "\\begin{table}" in tex and tex.count("\\\\") >= len(rows) - 1, f"{t}.tex lacks rows"
     downstream = (tables / "downstream.md").read_text()
-    for name in ("real", "none", "entropy-s2", "mgdm-s2", "cfg-s1", "classifier-s2", "margin-s2", "leastconf-s2", "bald-s2"):
+    for name in ("real", "none", "entropy-s2", "mgdm-s2", "cfg-s1", "classifier-s2", "bald-s2"):
         assert f"| {name} " in downstream
     figures = root / "results" / "smoke" / "figures"
     for f in ("downstream", "fidelity_vs_downstream", "discs_entropy", "discs_embedding", "discs_samples"):
@@ -51,8 +51,7 @@ def test_snakemake_runs_the_smoke_dag(smoke_dag):
     assert {(i.dataset.name, i.tags[0].value) for i in inputs} == {("discs-train", "training"),
                                                                    (f"discs-{job['tags.set']}", "synthetic")}
     sample_runs = runs[runs["tags.stage"] == "sample"]
-    assert set(sample_runs["tags.guidance"]) == {"none", "classifier", "cfg", "entropy", "margin", "leastconf", "bald",
-                                                  "mgdm"}
+    assert set(sample_runs["tags.guidance"]) == {"none", "classifier", "cfg", "entropy", "bald", "mgdm"}
     assert sample_runs["tags.git_commit"].notna().all() and (runs["tags.profile"] == "smoke").all()
     assert (tmp_workflow / "results/smoke/benchmarks/train_ddpm/discs.tsv").exists()
     again = run(["snakemake", "--cores", "2", "--config", "profile=smoke", "-n"], tmp_workflow)

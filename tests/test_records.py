@@ -65,7 +65,7 @@ def test_report_from_records_rewrites_the_same_tables_without_the_jsons(smoke_da
     tables = work / "results/smoke/tables"
     before = {f.name: f.read_text() for f in tables.iterdir() if f.suffix in (".md", ".tex")}
     runs = read_runs(work / "results/smoke/records/runs.csv")
-    assert len(runs) == 9 and set(runs["train set"]) >= {"real", "none", "entropy-s2", "mgdm-s2"}  # real + 8 sets
+    assert len(runs) == 7 and set(runs["train set"]) >= {"real", "none", "entropy-s2", "mgdm-s2"}  # real + 6 sets
     for f in tables.iterdir():
         f.unlink()
     for f in (work / "results/smoke/discs").rglob("*.json"):  # every job's metrics JSON gone
