@@ -137,6 +137,8 @@ def test_design_power_matches_simulated_t_tests():
     d = design(var_net, var_seed, n_net, n_seed, effect)
     assert d["power"] == pytest.approx(rejected / sims, abs=0.03)
     assert d["halfwidth"] == pytest.approx(stats.t.ppf(0.975, 7) * math.sqrt(1 / 8 + 9 / 24))
+    # far beyond the critical value power is 1, not scipy's nan of the lower tail
+    assert design(0.0, 3.0, 20, 2, 3.0)["power"] == pytest.approx(1.0)
 
 
 def test_power_table_reads_variance_components_from_runs():
@@ -155,6 +157,17 @@ def test_power_table_reads_variance_components_from_runs():
     r = table.set_index(["networks", "seeds"]).loc[(10, 4)]
     assert r["minutes"] == pytest.approx(10 * 4 * 2 * 60 / 60 / 2)
     assert r["power at 3"] >= r["power at 1.5"] >= r["power at 1"]
+
+
+def test_power_table_from_one_network_says_the_network_component_is_not_estimable():
+    rng = np.random.default_rng(4)
+    rows = [{"network": "resnet18", "seed": seed, "train set": ts, "acc": 0.5 + rng.normal(0, 0.03)}
+            for seed in range(5) for ts in ("real", "none")]
+    table, s = power_table(pd.DataFrame(rows), wall_s=60.0, budget_min=100, parallel=2, compared_sets=1)
+    assert not s["network_estimable"] and math.isnan(s["var_network"]) and s["var_seed"] > 0
+    # the designs use the seed variance alone: the half-width of N networks x S seeds is t * sqrt(var_seed / NS)
+    r = table.set_index(["networks", "seeds"]).loc[(5, 2)]
+    assert r["half-width"] == pytest.approx(stats.t.ppf(0.975, 4) * math.sqrt(s["var_seed"] / 10))
 
 
 def test_mcnemar_counts_only_the_images_the_runs_disagree_on():

@@ -290,7 +290,8 @@ def design(var_network: float, var_seed: float, networks: int, seeds: int, effec
     df = networks - 1
     q = stats.t.ppf(1 - alpha / 2, df)
     nc = effect / se
-    power = stats.nct.sf(q, df, nc) + stats.nct.cdf(-q, df, nc)
+    # the far tail: scipy's nct.cdf gives nan where the mass is 0 (e.g. df 19, noncentrality 11)
+    power = stats.nct.sf(q, df, nc) + np.nan_to_num(stats.nct.cdf(-q, df, nc))
     return {"halfwidth": float(q * se), "power": float(power)}
 
 
@@ -308,8 +309,10 @@ def power_table(runs: pd.DataFrame, wall_s: float, budget_min: float, parallel: 
         p = pairs(runs, s, "real", "acc")
         comps[s] = variance_components(p.assign(diff=100 * p["diff"].astype(float)))
     var_seed = float(np.nanmean([c["var_seed"] for c in comps.values()]))
-    var_net = float(np.nanmean([c["var_network"] for c in comps.values()]))
-    var_net = 0.0 if math.isnan(var_net) else var_net
+    # one network cannot tell the network component apart: the designs then use the seed variance alone
+    # (their half-widths and power are best cases) and the summary says it is not estimable
+    estimable = any(not math.isnan(c["var_network"]) for c in comps.values())
+    var_net = float(np.nanmean([c["var_network"] for c in comps.values()])) if estimable else 0.0
     rows = []
     for n in networks:
         for s in seeds:
@@ -320,8 +323,9 @@ def power_table(runs: pd.DataFrame, wall_s: float, budget_min: float, parallel: 
                 row[f"power at {e:g}"] = design(var_net, var_seed, n, s, e)["power"]
             row["fits budget"] = minutes <= budget_min
             rows.append(row)
-    summary = {"var_seed": var_seed, "var_network": var_net, "sd_seed": math.sqrt(var_seed),
-               "sd_network": math.sqrt(var_net), "pilot_networks": int(runs["network"].nunique()),
+    summary = {"var_seed": var_seed, "var_network": var_net if estimable else math.nan,
+               "sd_seed": math.sqrt(var_seed), "sd_network": math.sqrt(var_net) if estimable else math.nan,
+               "network_estimable": estimable, "pilot_networks": int(runs["network"].nunique()),
                "pilot_pairs": int(runs.groupby(["network", "seed"]).ngroups), "wall_s_per_run": wall_s,
                **{f"var_seed_{k}": v["var_seed"] for k, v in comps.items()},
                **{f"var_network_{k}": v["var_network"] for k, v in comps.items()}}
