@@ -153,7 +153,7 @@ def test_benchmark_writes_json_and_a_table_beside_the_peak_and_the_plain_way(tmp
     assert o["jobs_per_group"] == 1 + 6
     n = o["networks"]["resnet18"]
     assert n["old_overhead_s"] == pytest.approx(o["process_start_s"] + 3 * n["state_write_s"])
-    assert n["new_overhead_s"] == pytest.approx(o["process_start_s"] / 9 + 2 * n["state_write_s"])
+    assert n["new_overhead_s"] == pytest.approx(o["process_start_s"] / 7 + 2 * n["state_write_s"])
     assert o["mix"]["old_fraction"] == pytest.approx(n["old_overhead_s"] / n["train_s"])
     table = (tmp_path / "results/bench/smoke.md").read_text()
     assert "| ddpm_train_step |" in table and "| sample_none | compile |" in table and "Thread placement" in table
