@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog="example: mgdm calibrate-scales --profile cpu --reference entropy")
     cs.add_argument("--reference", default="entropy", help="the measure whose first scale the others are matched to")
     cs.add_argument("--images", type=int, default=50, help="trajectories to average over (classes in turn)")
+    cs.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     cs.set_defaults(func="mgdm.tools.calibrate_scales")
     z = sub.add_parser("survey-zoo", help="train each zoo network briefly on real data: seconds per epoch and test "
                        "ACC/AUC, near-chance networks flagged; e.g. mgdm survey-zoo --profile cpu --network resnet18")

@@ -10,9 +10,10 @@ much as the reference measure does at its own scale is the equal-push scale.
 
 from __future__ import annotations
 
-import torch
 from pathlib import Path
 
+import torch
+from tqdm import tqdm
 
 from mgdm.guidance.measures import EPISTEMIC, MEASURES
 from mgdm.sampling.ddim import guided_ddim, measure_gradient
@@ -21,16 +22,19 @@ from mgdm.tools import open_tool
 
 
 def shift_per_unit_scale(unet, guidance_net, scheduler, labels: torch.Tensor, noise: torch.Tensor, steps: int,
-                         null_label: int, mc_samples: int) -> dict[str, float]:
+                         null_label: int, mc_samples: int, progress: bool = True) -> dict[str, float]:
     """Mean RMS noise shift per unit scale of every measure, along the unguided trajectory from `noise`."""
     after = []  # the state after each step
     guided_ddim(unet, noise, labels, scheduler, steps, null_label=null_label, callback=lambda s: after.append(s["x"]))
     # a step's guidance acts on the state before it: x_T, then what each step produced
     inputs = list(zip(scheduler.timesteps, [noise, *after[:-1]]))
     out = {}
+    bar = tqdm(total=len(MEASURES) * len(inputs), desc="calibrate-scales", disable=not progress)
     for name, measure in MEASURES.items():
         shifts = []
+        bar.set_postfix(measure=name)
         for t, x in inputs:
+            bar.update()
             alpha_bar = scheduler.alphas_cumprod[t].to(x)
             if alpha_bar == 0:  # zero terminal SNR: the sampler does not guide there
                 continue
@@ -38,6 +42,7 @@ def shift_per_unit_scale(unet, guidance_net, scheduler, labels: torch.Tensor, no
             g = measure_gradient(guidance_net, measure, x, t, labels, mc_samples if name in EPISTEMIC else 0)
             shifts.append((1 - alpha_bar).sqrt() * g.pow(2).mean(dim=(1, 2, 3)).sqrt())
         out[name] = torch.cat(shifts).mean().item()
+    bar.close()
     return out
 
 
@@ -79,7 +84,7 @@ def main(a) -> int:
     noise = torch.randn(a.images, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size,
                         generator=g)
     shift = shift_per_unit_scale(unet, net, ddim_schedulers(ddpm_cfg["scheduler"])[0], labels, noise, s.ddim_steps,
-                                 k, s.mc_samples)
+                                 k, s.mc_samples, a.progress)
     rows = table(shift, s.scales, a.reference)
     out = Path(gen.root) / "tables" / "measure_scales"
     write_json(out.with_suffix(".json"), {"dataset": name, "images": a.images, "reference": a.reference,
