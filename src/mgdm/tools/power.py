@@ -22,17 +22,20 @@ def main(a) -> int:
     reach = (f"the narrowest that fits {a.budget_min:g} min: {int(best['networks'].iloc[0])} networks x "
              f"{int(best['seeds'].iloc[0])} seeds, half-width {best['half-width'].iloc[0]:.2f}"
              if len(best) else f"no design in the table fits {a.budget_min:g} min")
-    network = (f"network x set {s['var_network']:.2f} (sd {s['sd_network']:.2f})" if s["network_estimable"] else
-               "network x set not estimable from one network (taken as 0, so the half-widths and power below are "
-               "best cases: the seed variance alone)")
+    if s["network_estimable"]:
+        network, said = (f"network x set {s['var_network']:.2f} (sd {s['sd_network']:.2f})",
+                         f"network x set sd {s['sd_network']:.2f} points")
+    else:
+        said = "network x set not estimable from one network"
+        network = f"{said} (taken as 0, so the half-widths and power below are best cases: the seed variance alone)"
     write_table(table, Path(plan.root) / "tables" / "power",
                 f"Study design from `{p.name}`'s runs on {name} ({records}: {s['pilot_networks']} networks, "
                 f"{s['pilot_pairs']} (network, seed) pairs). Variance components of the paired accuracy change "
                 f"against real-only (points², one-way random-effects ANOVA, pooled over the sets): seed-to-seed "
-                f"{s['var_seed']:.2f} (sd {s['sd_seed']:.2f}), {network}. Per design: the network-level 95% half-width (t, df = networks − 1), the "
-                f"two-sided power at alpha {paired.ALPHA} to detect a change of 1, 1.5 and 3 points, and the minutes "
-                f"for {a.sets} compared sets plus real-only at {wall:.0f} s per run, {a.parallel} jobs side by side; "
+                f"{s['var_seed']:.2f} (sd {s['sd_seed']:.2f}), {network}. Per design: the network-level 95% "
+                f"half-width (t, df = networks − 1), the two-sided power at alpha {paired.ALPHA} to detect a change "
+                f"of 1, 1.5 and 3 points, and the minutes for {a.sets} compared sets plus real-only at {wall:.0f} s per run, {a.parallel} jobs side by side; "
                 f"{reach}.")
-    print(f"seed sd {s['sd_seed']:.2f} points, {network.split(' (')[0]}; {reach}; "
+    print(f"seed sd {s['sd_seed']:.2f} points, {said}; {reach}; "
           f"wrote {plan.root}/tables/power.md")
     return 0

@@ -157,10 +157,11 @@ def run_group(jobs: list[tuple[str, argparse.Namespace]]) -> int:
         import torch
 
         torch.set_num_threads(jobs[0][1].threads)
+    every = [p for o in outputs for p in o]
     done: set[int] = set()
     try:
-        check_writable([p for o in outputs for p in o])
-        remove_stale_temporaries([p for o in outputs for p in o])
+        check_writable(every)
+        remove_stale_temporaries(every)
         main_group = importlib.import_module(STAGES["train_baseline"].module).main_group  # stages sit above workflow
         train_together(config, plan, jobs, main_group, finished=done.add)
     except BaseException as err:
