@@ -184,7 +184,12 @@ def train_runs(network: str, runs: list[Run], val: tuple[torch.Tensor, torch.Ten
     val = (val[0].to(dev), val[1].to(dev))
     # each distinct training tensor goes to the device once (the real images every run shares)
     resident: dict[int, torch.Tensor] = {}
-    on_device = lambda t: resident.setdefault(id(t), t.to(dev))  # noqa: E731
+
+    def on_device(t: torch.Tensor) -> torch.Tensor:
+        if id(t) not in resident:  # (setdefault would copy before looking)
+            resident[id(t)] = t.to(dev)
+        return resident[id(t)]
+
     bar = tqdm(total=len(runs) * cfg.epochs, desc=f"train {network} x{len(runs)}", disable=not progress)
     last_save = time.time()
     try:
