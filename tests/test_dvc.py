@@ -126,4 +126,4 @@ def test_experiments_on_a_scale_or_the_seeds_run_only_their_jobs_and_compare(smo
     # (a dry run lists the stages whose own deps changed; the report follows them when they run)
     assert {stage_of(n) for n in ran} - {"report"} == {"train_baseline", "train_classifier"}, ran
     # seed 1's jobs only: train_classifier_<guidance>@<dataset>-<network>-<seed>[-<scale>]
-    assert all(re.search(r"@discs-resnet18-1(-|$)", n) for n in ran if n.startswith("train_")), ran
+    assert all(re.search(r"@discs-convnext_atto-1(-|$)", n) for n in ran if n.startswith("train_")), ran

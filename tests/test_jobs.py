@@ -8,7 +8,7 @@ from mgdm.config import load
 from mgdm.workflow.jobs import downstream_jobs
 from mgdm.workflow.plan import Plan
 
-JOB = "results/smoke/discs/downstream/resnet18/{}/seed0.json"
+JOB = "results/smoke/discs/downstream/convnext_atto/{}/seed0.json"
 
 
 def test_jobs_go_seed_by_seed_so_that_whole_pairs_finish_first():
@@ -41,8 +41,8 @@ def test_report_of_some_networks_names_them_and_refuses_unknown_ones(smoke_dag, 
     workdir = finished_copy(smoke_dag, tmp_path / "w")
     res = run(["mgdm", "report", "--profile", "smoke", "--networks", "vgg16_bn", "--no-mlflow"], workdir, check=False)
     assert res.returncode == 2 and "--networks ['vgg16_bn'] not among downstream.networks" in res.stderr
-    run(["mgdm", "report", "--profile", "smoke", "--networks", "resnet18", "--no-mlflow"], workdir)
-    assert "networks ['resnet18']" in (workdir / "results/smoke/tables/paired.md").read_text()
+    run(["mgdm", "report", "--profile", "smoke", "--networks", "convnext_atto", "--no-mlflow"], workdir)
+    assert "networks ['convnext_atto']" in (workdir / "results/smoke/tables/paired.md").read_text()
 
 
 def test_jobs_refuse_networks_and_seeds_outside_the_profile():

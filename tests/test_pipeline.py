@@ -113,9 +113,10 @@ def test_dvc_stages_track_their_params_and_commit_tables():
 
 def test_benchmark_writes_json_and_a_table_beside_the_peak_and_the_plain_way(tmp_path):
     import json
-    import shutil
 
-    shutil.copy(ROOT / "params.yaml", tmp_path)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())  # resnet18: the network with a textbook twin
+    params["profiles"]["smoke"]["downstream"]["networks"] = ["resnet18"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     refused = run(["mgdm", "benchmark", "--profile", "smoke"], tmp_path, check=False)
     assert refused.returncode == 2 and "run `mgdm preprocess" in refused.stderr
     run(["mgdm", "preprocess", "--profile", "smoke", "--dataset", "discs", "--no-mlflow"], tmp_path)

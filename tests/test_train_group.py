@@ -12,7 +12,7 @@ from mgdm.workflow.dvc import dvc_yaml
 from mgdm.workflow.estimate import estimate
 from mgdm.workflow.plan import Plan
 
-RUNS = "results/smoke/discs/downstream/resnet18"
+RUNS = "results/smoke/discs/downstream/convnext_atto"
 
 
 def test_a_grouped_profile_runs_one_job_per_network_in_both_managers(tmp_path):
@@ -79,7 +79,7 @@ def test_a_runs_key_follows_what_its_result_depends_on_and_nothing_else(tmp_path
 
     def key(stage="train_classifier", **wildcards):
         plan = Plan(load(params, "smoke"), str(params))  # as params.yaml now says
-        w = {"dataset": "discs", "network": "resnet18", "seed": 0, "set": "none", **wildcards}
+        w = {"dataset": "discs", "network": "convnext_atto", "seed": 0, "set": "none", **wildcards}
         w = {k: v for k, v in w.items() if k != "set" or stage == "train_classifier"}
         return run_key(plan.config, plan, stage, job_args(str(params), "smoke", stage, w))
 
@@ -97,7 +97,7 @@ def test_a_runs_key_follows_what_its_result_depends_on_and_nothing_else(tmp_path
 
 
 def two_runs_killed_in_the_second(tmp_path, monkeypatch):
-    """A smoke plan in tmp_path with a real-only and a `none` run of resnet18, and a stand-in for the group's
+    """A smoke plan in tmp_path with a real-only and a `none` run of convnext_atto, and a stand-in for the group's
     training that writes the first run's files, hands it back and dies in the second. Returns (plan, jobs)."""
     from mgdm.stages import StageResult, train_baseline
     from mgdm.workflow.runner import job_args, job_outputs
@@ -110,7 +110,7 @@ def two_runs_killed_in_the_second(tmp_path, monkeypatch):
     for path in (plan.dataset_file("discs"), plan.paths("sample", dataset="discs", set="none")["none.npz"]):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_bytes(b"images")
-    w = {"dataset": "discs", "network": "resnet18", "seed": 0}
+    w = {"dataset": "discs", "network": "convnext_atto", "seed": 0}
     jobs = [(stage, job_args(str(params), "smoke", stage, {**w, **extra}, progress=False, no_mlflow=True))
             for stage, extra in (("train_baseline", {}), ("train_classifier", {"set": "none"}))]
 

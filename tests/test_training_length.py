@@ -48,16 +48,16 @@ def test_training_length_writes_one_record_per_length_and_skips_finished_ones(tm
     cmd = ["mgdm", "training-length", "--profile", "smoke", "--no-progress", "--threads", "1"]
     run(cmd, tmp_path)
     folder = tmp_path / "results/smoke/discs/lengths"
-    assert sorted(p.name for p in folder.iterdir()) == ["resnet18-e1.json", "resnet18-e2.json"]  # no resume state left
-    records = pd.read_json(folder / "resnet18-e2.json")
+    assert sorted(p.name for p in folder.iterdir()) == ["convnext_atto-e1.json", "convnext_atto-e2.json"]  # no resume state left
+    records = pd.read_json(folder / "convnext_atto-e2.json")
     assert records["seed"].tolist() == [0, 1] and (records["val_auc_curve"].map(len) == 2).all()
     assert (records["val_auc"] == records["val_auc_curve"].map(max)).all()
     table_md = (tmp_path / "results/smoke/tables/training_length.md").read_text()
-    assert table_md.count("| resnet18") == 2 and "seeds 0, 1" in table_md
+    assert table_md.count("| convnext_atto") == 2 and "seeds 0, 1" in table_md
     assert (tmp_path / "results/smoke/figures/training_length.png").stat().st_size > 0
-    first = (folder / "resnet18-e1.json").read_text()
+    first = (folder / "convnext_atto-e1.json").read_text()
     again = run(cmd, tmp_path)
-    assert (folder / "resnet18-e1.json").read_text() == first and "best validation AUC" not in again.stdout
+    assert (folder / "convnext_atto-e1.json").read_text() == first and "best validation AUC" not in again.stdout
     # the table comes back from the records alone
     shutil.rmtree(folder)
     (tmp_path / "results/smoke/tables/training_length.md").unlink()

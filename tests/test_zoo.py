@@ -69,12 +69,12 @@ def test_survey_zoo_writes_a_table_and_skips_surveyed_networks(tmp_path):
 
     shutil.copy(ROOT / "params.yaml", tmp_path)
     run(["mgdm", "preprocess", "--profile", "smoke", "--dataset", "discs", "--no-mlflow"], tmp_path)
-    cmd = ["mgdm", "survey-zoo", "--profile", "smoke", "--network", "resnet18", "--no-progress", "--threads", "1"]
+    cmd = ["mgdm", "survey-zoo", "--profile", "smoke", "--network", "convnext_atto", "--no-progress", "--threads", "1"]
     run(cmd, tmp_path)
     table = (tmp_path / "results/smoke/tables/zoo.md").read_text()
-    row = next(line for line in table.splitlines() if line.startswith("| resnet18"))
-    assert "3x3 stem, no max-pool" in row and "| flag" in table and "2 epochs" in table
-    first = (tmp_path / "results/smoke/discs/zoo/resnet18.json").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| convnext_atto"))
+    assert "resize to 32 px" in row and "| flag" in table and "2 epochs" in table
+    first = (tmp_path / "results/smoke/discs/zoo/convnext_atto.json").read_text()
     again = run(cmd, tmp_path)
-    assert (tmp_path / "results/smoke/discs/zoo/resnet18.json").read_text() == first
-    assert "resnet18:" in again.stdout
+    assert (tmp_path / "results/smoke/discs/zoo/convnext_atto.json").read_text() == first
+    assert "convnext_atto:" in again.stdout
