@@ -188,6 +188,17 @@ def test_plan_costs_a_network_from_the_profiles_own_zoo_survey(tmp_path):
     after, measured = minutes()
     assert "from the zoo survey" not in before and "downstream cost of convnext_atto from the zoo survey" in after
     assert measured > constant  # 1,000 s an epoch is dearer than the ResNet-18 constant
+    # a fresh clone has the survey's committed record only (the generator's here: the study's images are cpu's)
+    survey.unlink()
+    record = tmp_path / "results/cpu/records/zoo.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"dataset": "retinamnist", "majority": 0.4,
+                                  "networks": [{"network": "convnext_atto", "s_per_epoch": 1000.0}]}))
+    from_record, cost = minutes()
+    assert "downstream cost of convnext_atto from the zoo survey" in from_record and cost == measured
+    record.write_text(json.dumps({"dataset": "pneumoniamnist", "majority": 0.4,  # another dataset's survey
+                                  "networks": [{"network": "convnext_atto", "s_per_epoch": 1000.0}]}))
+    assert minutes()[1] == constant
 
 
 def test_every_command_and_option_says_what_it_does_with_an_example():

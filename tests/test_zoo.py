@@ -63,6 +63,7 @@ def test_local_weights_are_loaded_except_the_head(tmp_path):
 
 
 def test_survey_zoo_writes_a_table_and_skips_surveyed_networks(tmp_path):
+    import json
     import shutil
 
     from conftest import ROOT, run
@@ -78,3 +79,10 @@ def test_survey_zoo_writes_a_table_and_skips_surveyed_networks(tmp_path):
     again = run(cmd, tmp_path)
     assert (tmp_path / "results/smoke/discs/zoo/convnext_atto.json").read_text() == first
     assert "convnext_atto:" in again.stdout
+    record = json.loads((tmp_path / "results/smoke/records/zoo.json").read_text())
+    assert record["dataset"] == "discs" and [r["network"] for r in record["networks"]] == ["convnext_atto"]
+    assert record["networks"][0] == json.loads(first) and 0 < record["majority"] < 1
+    # the record is what the table is built from: without the network's JSON (a fresh clone), the same table
+    (tmp_path / "results/smoke/discs/zoo/convnext_atto.json").unlink()
+    run(["mgdm", "survey-zoo", "--profile", "smoke", "--table-only"], tmp_path)
+    assert (tmp_path / "results/smoke/tables/zoo.md").read_text() == table

@@ -4,7 +4,9 @@ Each network, in the adaptation the zoo gives it, trains on the real training sp
 short budget (`zoo.epochs`, the downstream optimiser and batch), selects its epoch on validation AUC
 as downstream training does, and is scored on the test split: seconds per epoch, test ACC and AUC.
 A network is flagged when its test AUC is within 0.1 of chance (0.5) or its accuracy does not beat
-always answering the majority class. One JSON per network (a finished network is skipped), then a table.
+always answering the majority class. One JSON per network (a finished network is skipped); every surveyed
+network goes into `records/zoo.json` (with the test split's majority share), which the table is built from
+and `mgdm plan` prices the profile's networks from.
 """
 
 from __future__ import annotations
@@ -52,12 +54,34 @@ def flag(row: dict, majority: float) -> str:
     return "near chance: " + "; ".join(reasons) if reasons else ""
 
 
-def table(rows: list[dict], dataset: Dataset) -> pd.DataFrame:
-    labels = dataset.numpy("test")[1]
-    majority = float(np.bincount(labels).max() / len(labels))
+def table(rows: list[dict], majority: float) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     df["flag"] = [flag(r, majority) for r in rows]
     return df[["network", "adaptation", "epochs", "s_per_epoch", "best_epoch", "acc", "auc", "balanced_acc", "flag"]]
+
+
+def majority_share(dataset: Dataset) -> float:
+    """The accuracy of always answering the test split's most frequent class."""
+    labels = dataset.numpy("test")[1]
+    return float(np.bincount(labels).max() / len(labels))
+
+
+def report(record: dict, profile: Profile, root: Path) -> None:
+    """Write tables/zoo (md, tex) under `root` from the record alone (so the committed table is rebuilt from
+    the committed record)."""
+    from mgdm.analysis.tables import write_table
+
+    p, rows = profile, record["networks"]
+    missing = [n for n in networks(p, []) if n not in {r["network"] for r in rows}]
+    threads = "/".join(sorted({str(r.get("threads", "unrecorded")) for r in rows}))  # as each network ran
+    machines = " / ".join(sorted({r.get("machine", "unrecorded") for r in rows}))
+    write_table(table(rows, record["majority"]), root / "tables" / "zoo",
+                f"The zoo on real {record['dataset']} (profile `{p.name}`): each network trained from scratch for "
+                f"{p.zoo.epochs} epochs (downstream optimiser, batch {p.downstream.batch_size}, lr {p.downstream.lr}, "
+                f"seed {p.zoo.seed}), epoch selected on validation AUC, scored on the test split; seconds per "
+                f"epoch on {machines} with {threads} torch threads "
+                f"({p.device}). Flagged: test AUC within {CHANCE_AUC_MARGIN} of chance or ACC not "
+                "above the majority class." + (f" Not yet surveyed: {', '.join(missing)}." if missing else ""))
 
 
 def networks(profile: Profile, only: list[str]) -> list[str]:
@@ -65,32 +89,26 @@ def networks(profile: Profile, only: list[str]) -> list[str]:
 
 
 def main(a) -> int:
-    from mgdm.analysis.tables import write_table
-
     config, plan, name = open_tool(a)
     p = config.profile
+    root = Path(plan.root)
+    records = root / "records" / "zoo.json"
     dataset = open_dataset(plan, name)
-    out_dir = Path(plan.root) / name / "zoo"
-    rows = []
-    chosen = networks(p, a.network)
-    for network in chosen:
-        path = out_dir / f"{network}.json"
-        if a.table_only and not path.exists():
+    out_dir = root / name / "zoo"
+    old = read_json(records) if records.exists() else {"networks": []}
+    surveyed = {r["network"]: r for r in old["networks"]}  # kept where their JSONs are gone (a fresh clone)
+    for network in networks(p, a.network):
+        if a.table_only and not (out_dir / f"{network}.json").exists():
             continue
         row = survey_network(dataset, p, network, out_dir, not a.no_progress)
-        rows.append(row)
+        surveyed[network] = row
         print(f"{network}: {row['s_per_epoch']:.1f} s/epoch, test acc {row['acc']:.3f}, auc {row['auc']:.3f}")
-    if not rows:
+    if not surveyed:
         raise ConfigError(f"{out_dir}: no surveyed network yet; run without --table-only")
-    missing = [n for n in chosen if n not in {r["network"] for r in rows}]
-    threads = "/".join(sorted({str(r.get("threads", "unrecorded")) for r in rows}))  # as each network ran
-    machines = " / ".join(sorted({r.get("machine", cpu_name()) for r in rows}))
-    write_table(table(rows, dataset), Path(plan.root) / "tables" / "zoo",
-                f"The zoo on real {name} (profile `{p.name}`): each network trained from scratch for "
-                f"{p.zoo.epochs} epochs (downstream optimiser, batch {p.downstream.batch_size}, lr {p.downstream.lr}, "
-                f"seed {p.zoo.seed}), epoch selected on validation AUC, scored on the test split; seconds per "
-                f"epoch on {machines} with {threads} torch threads "
-                f"({p.device}). Flagged: test AUC within {CHANCE_AUC_MARGIN} of chance or ACC not "
-                "above the majority class." + (f" Not yet surveyed: {', '.join(missing)}." if missing else ""))
-    print(f"wrote {plan.root}/tables/zoo.md ({len(rows)} networks)")
+    order = networks(p, [])  # the zoo's order, then any network surveyed outside it
+    rows = sorted(surveyed.values(), key=lambda r: order.index(r["network"]) if r["network"] in order else len(order))
+    record = {"dataset": name, "majority": majority_share(dataset), "networks": rows}
+    write_json(records, record)
+    report(record, p, root)
+    print(f"wrote {records} and {plan.root}/tables/zoo.md ({len(rows)} networks)")
     return 0

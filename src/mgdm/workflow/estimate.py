@@ -51,6 +51,16 @@ def dataset_size(spec, data_dir: str | None) -> tuple[int, int] | None:
     return None
 
 
+def survey_costs(root: str, dataset: str) -> dict[str, float]:
+    """Seconds per epoch of each network `mgdm survey-zoo` surveyed under `root` on `dataset`: its JSONs,
+    else its committed record (a fresh clone has only the record)."""
+    record, costs = Path(root) / "records" / "zoo.json", {}
+    if record.exists() and read_json(record)["dataset"] == dataset:
+        costs = {r["network"]: r["s_per_epoch"] for r in read_json(record)["networks"]}
+    costs.update({f.stem: read_json(f)["s_per_epoch"] for f in (Path(root) / dataset / "zoo").glob("*.json")})
+    return costs
+
+
 def estimate(plan: Plan, data_dir: str | None = None) -> str:
     """Return a table of jobs per stage with estimated seconds, and the total."""
     cfg, p = plan.config, plan.config.profile
@@ -89,13 +99,12 @@ def estimate(plan: Plan, data_dir: str | None = None) -> str:
             rows += generator_rows
         # seconds per training image per epoch, per network: measured by `mgdm survey-zoo` where it has
         # run on this dataset (this profile's survey first, then its generator's; at the thread count it ran
-        # with), else the ResNet-18 constant
+        # with; its committed record where the per-network JSONs are not here), else the ResNet-18 constant
         image_epoch_s, measured = {}, []
+        costs = {**survey_costs(plan.generator.root, d), **survey_costs(plan.root, d)}
         for n in p.downstream.networks:
-            surveys = [Path(root) / d / "zoo" / f"{n}.json" for root in (plan.root, plan.generator.root)]
-            survey = next((f for f in surveys if f.exists()), None)
-            if survey is not None:
-                image_epoch_s[n] = read_json(survey)["s_per_epoch"] / n_train
+            if n in costs:
+                image_epoch_s[n] = costs[n] / n_train
                 measured.append(n)
             else:
                 image_epoch_s[n] = CLASSIFIER_IMAGE_EPOCH_S * px
