@@ -95,8 +95,9 @@ def main(a) -> int:
     records = root / "records" / "zoo.json"
     dataset = open_dataset(plan, name)
     out_dir = root / name / "zoo"
-    old = read_json(records) if records.exists() else {"networks": []}
-    surveyed = {r["network"]: r for r in old["networks"]}  # kept where their JSONs are gone (a fresh clone)
+    old = read_json(records) if records.exists() else {"dataset": name, "networks": []}
+    # kept where their JSONs are gone (a fresh clone); one dataset's survey a record
+    surveyed = {r["network"]: r for r in old["networks"]} if old["dataset"] == name else {}
     for network in networks(p, a.network):
         if a.table_only and not (out_dir / f"{network}.json").exists():
             continue
