@@ -82,7 +82,9 @@ def test_survey_zoo_writes_a_table_and_skips_surveyed_networks(tmp_path):
     record = json.loads((tmp_path / "results/smoke/records/zoo.json").read_text())
     assert record["dataset"] == "discs" and [r["network"] for r in record["networks"]] == ["convnext_atto"]
     assert record["networks"][0] == json.loads(first) and 0 < record["majority"] < 1
-    # the record is what the table is built from: without the network's JSON (a fresh clone), the same table
+    # the record is what the table is built from: without the network's JSON or the data (a fresh clone), the
+    # same table
     (tmp_path / "results/smoke/discs/zoo/convnext_atto.json").unlink()
+    (tmp_path / "results/smoke/discs/data/dataset.npz").unlink()
     run(["mgdm", "survey-zoo", "--profile", "smoke", "--table-only"], tmp_path)
     assert (tmp_path / "results/smoke/tables/zoo.md").read_text() == table

@@ -29,7 +29,7 @@ from mgdm.tools import open_dataset, open_tool
 CHANCE_AUC_MARGIN = 0.1
 
 
-def survey_network(dataset: Dataset, profile: Profile, network: str, out_dir: Path, progress: bool = True) -> dict:
+def survey_network(dataset: Dataset | None, profile: Profile, network: str, out_dir: Path, progress: bool = True) -> dict:
     """Train and score one network (or read its finished JSON); return its row."""
     path = out_dir / f"{network}.json"
     if path.exists():
@@ -93,11 +93,12 @@ def main(a) -> int:
     p = config.profile
     root = Path(plan.root)
     records = root / "records" / "zoo.json"
-    dataset = open_dataset(plan, name)
     out_dir = root / name / "zoo"
     old = read_json(records) if records.exists() else {"dataset": name, "networks": []}
     # kept where their JSONs are gone (a fresh clone); one dataset's survey a record
     surveyed = {r["network"]: r for r in old["networks"]} if old["dataset"] == name else {}
+    # rewriting the table from the record needs no data (a fresh clone has none)
+    dataset = None if a.table_only and surveyed else open_dataset(plan, name)
     for network in networks(p, a.network):
         if a.table_only and not (out_dir / f"{network}.json").exists():
             continue
@@ -108,7 +109,8 @@ def main(a) -> int:
         raise ConfigError(f"{out_dir}: no surveyed network yet; run without --table-only")
     order = networks(p, [])  # the zoo's order, then any network surveyed outside it
     rows = sorted(surveyed.values(), key=lambda r: order.index(r["network"]) if r["network"] in order else len(order))
-    record = {"dataset": name, "majority": majority_share(dataset), "networks": rows}
+    majority = old["majority"] if dataset is None else majority_share(dataset)
+    record = {"dataset": name, "majority": majority, "networks": rows}
     write_json(records, record)
     report(record, p, root)
     print(f"wrote {records} and {plan.root}/tables/zoo.md ({len(rows)} networks)")
