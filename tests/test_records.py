@@ -59,6 +59,18 @@ def test_committed_training_length_tables_are_rebuilt_from_their_records(records
         assert (root / "tables" / f).read_text() == (records.parent.parent / "tables" / f).read_text(), f
 
 
+@pytest.mark.parametrize("power", sorted(ROOT.glob("results/*/tables/power.md")), ids=lambda p: p.parent.parent.name)
+def test_committed_power_tables_are_rebuilt_from_the_run_records(power, tmp_path):
+    import shutil
+
+    profile = power.parent.parent.name
+    shutil.copy(ROOT / "params.yaml", tmp_path)
+    shutil.copytree(ROOT / "results" / profile / "records", tmp_path / "results" / profile / "records")
+    run(["mgdm", "power", "--profile", profile], tmp_path)  # the defaults the committed tables were made with
+    for f in ("power.md", "power.tex"):
+        assert (tmp_path / "results" / profile / "tables" / f).read_text() == (power.parent / f).read_text(), f
+
+
 # zoo surveys made before `records/zoo.json` existed, on machines that are gone (README, "Run records")
 LEGACY_ZOO = {"cpu", "pneumonia"}
 
