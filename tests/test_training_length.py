@@ -48,7 +48,8 @@ def test_training_length_writes_one_record_per_length_and_skips_finished_ones(tm
     cmd = ["mgdm", "training-length", "--profile", "smoke", "--no-progress", "--threads", "1"]
     run(cmd, tmp_path)
     folder = tmp_path / "results/smoke/discs/lengths"
-    assert sorted(p.name for p in folder.iterdir()) == ["convnext_atto-e1.json", "convnext_atto-e2.json"]  # no resume state left
+    # no resume state left
+    assert sorted(p.name for p in folder.iterdir()) == ["convnext_atto-e1.json", "convnext_atto-e2.json"]
     records = pd.read_json(folder / "convnext_atto-e2.json")
     assert records["seed"].tolist() == [0, 1] and (records["val_auc_curve"].map(len) == 2).all()
     assert (records["val_auc"] == records["val_auc_curve"].map(max)).all()

@@ -34,7 +34,8 @@ def main(a) -> int:
                 f"against real-only (points², one-way random-effects ANOVA, pooled over the sets): seed-to-seed "
                 f"{s['var_seed']:.2f} (sd {s['sd_seed']:.2f}), {network}. Per design: the network-level 95% "
                 f"half-width (t, df = networks − 1), the two-sided power at alpha {paired.ALPHA} to detect a change "
-                f"of 1, 1.5 and 3 points, and the minutes for {a.sets} compared sets plus real-only at {wall:.0f} s per run, {a.parallel} jobs side by side; "
+                f"of 1, 1.5 and 3 points, and the minutes for {a.sets} compared sets plus real-only at {wall:.0f} s "
+                f"per run, {a.parallel} jobs side by side; "
                 f"{reach}.")
     print(f"seed sd {s['sd_seed']:.2f} points, {said}; {reach}; "
           f"wrote {plan.root}/tables/power.md")

@@ -29,7 +29,8 @@ from mgdm.tools import open_dataset, open_tool
 CHANCE_AUC_MARGIN = 0.1
 
 
-def survey_network(dataset: Dataset | None, profile: Profile, network: str, out_dir: Path, progress: bool = True) -> dict:
+def survey_network(dataset: Dataset | None, profile: Profile, network: str, out_dir: Path,
+                   progress: bool = True) -> dict:
     """Train and score one network (or read its finished JSON); return its row."""
     path = out_dir / f"{network}.json"
     if path.exists():

@@ -54,9 +54,10 @@ def dataset_size(spec, data_dir: str | None) -> tuple[int, int] | None:
 def survey_costs(root: str, dataset: str) -> dict[str, float]:
     """Seconds per epoch of each network `mgdm survey-zoo` surveyed under `root` on `dataset`: its JSONs,
     else its committed record (a fresh clone has only the record)."""
-    record, costs = Path(root) / "records" / "zoo.json", {}
-    if record.exists() and read_json(record)["dataset"] == dataset:
-        costs = {r["network"]: r["s_per_epoch"] for r in read_json(record)["networks"]}
+    path, costs = Path(root) / "records" / "zoo.json", {}
+    record = read_json(path) if path.exists() else {"dataset": None}
+    if record["dataset"] == dataset:
+        costs = {r["network"]: r["s_per_epoch"] for r in record["networks"]}
     costs.update({f.stem: read_json(f)["s_per_epoch"] for f in (Path(root) / dataset / "zoo").glob("*.json")})
     return costs
 
