@@ -119,3 +119,18 @@ def test_an_unwritable_results_folder_is_refused_before_work_starts(smoke_dag, t
     shutil.rmtree(folder)
     folder.write_text("a file where the results folder should be")  # unwritable even for root
     assert_refused(run(command(stage), workdir, check=False), stage, "results folder not writable", workdir)
+
+
+@pytest.mark.parametrize("tool, missing", [("survey-zoo", "dataset.npz"), ("training-length", "dataset.npz"),
+                                           ("calibrate-scales", "model.safetensors")])
+def test_a_tool_without_its_inputs_is_refused_in_one_line(tmp_path, monkeypatch, capsys, tool, missing):
+    """The commands outside the DAG read what the DAG made (the preprocessed dataset, the DDPM): where it is
+    missing they name the file and how to make it in one line (not a traceback), and write nothing."""
+    from mgdm.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    rc = main([tool, "--params", str(ROOT / "params.yaml"), "--profile", "smoke", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and err.startswith("mgdm: error: ") and missing in err, err
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))

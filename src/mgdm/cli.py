@@ -175,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mgdm.files import FileError
+
     a = build_parser().parse_args(argv)
     try:
         if not hasattr(a, "func"):
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(a.func, str):
             return importlib.import_module(a.func).main(a)
         return a.func(a)
-    except ConfigError as err:
+    except (ConfigError, FileError) as err:  # bad input to a tool: one line, as the stages say it
         print(f"mgdm: error: {err}", file=sys.stderr)
         return 2
 
