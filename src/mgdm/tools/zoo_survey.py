@@ -19,12 +19,12 @@ import torch
 
 from mgdm.classifiers.score import train_and_score
 from mgdm.classifiers.zoo import NETWORKS
-from mgdm.config import Profile
+from mgdm.config import ConfigError, Profile
 from mgdm.data.splits import Dataset
 from mgdm.files import read_json, write_json
 from mgdm.machine import cpu_name
-from mgdm.config import ConfigError
 from mgdm.tools import open_dataset, open_tool
+from mgdm.workflow.stages import ZOO_RECORD, ZOO_RUNS
 
 CHANCE_AUC_MARGIN = 0.1
 
@@ -93,8 +93,8 @@ def main(a) -> int:
     config, plan, name = open_tool(a)
     p = config.profile
     root = Path(plan.root)
-    records = root / "records" / "zoo.json"
-    out_dir = root / name / "zoo"
+    records = root / ZOO_RECORD
+    out_dir = root / ZOO_RUNS.format(dataset=name)
     old = read_json(records) if records.exists() else {"dataset": name, "networks": []}
     # kept where their JSONs are gone (a fresh clone); one dataset's survey a record
     surveyed = {r["network"]: r for r in old["networks"]} if old["dataset"] == name else {}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mgdm.files import read_json
 from mgdm.config import load, parse_set_name, set_multiple
-from mgdm.workflow.stages import STAGES
+from mgdm.workflow.stages import STAGES, ZOO_RECORD, ZOO_RUNS
 from mgdm.workflow.plan import Plan
 
 UNET_STEP_S = 0.55 / (64 * 28 * 28 * 1.1e6)  # per image-pixel-parameter
@@ -54,11 +54,11 @@ def dataset_size(spec, data_dir: str | None) -> tuple[int, int] | None:
 def survey_costs(root: str, dataset: str) -> dict[str, float]:
     """Seconds per epoch of each network `mgdm survey-zoo` surveyed under `root` on `dataset`: its JSONs,
     else its committed record (a fresh clone has only the record)."""
-    path, costs = Path(root) / "records" / "zoo.json", {}
+    path, costs = Path(root) / ZOO_RECORD, {}
     record = read_json(path) if path.exists() else {"dataset": None}
     if record["dataset"] == dataset:
         costs = {r["network"]: r["s_per_epoch"] for r in record["networks"]}
-    costs.update({f.stem: read_json(f)["s_per_epoch"] for f in (Path(root) / dataset / "zoo").glob("*.json")})
+    costs.update({f.stem: read_json(f)["s_per_epoch"] for f in (Path(root) / ZOO_RUNS.format(dataset=dataset)).glob("*.json")})
     return costs
 
 

@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 
 
 TABLES = ("downstream", "paired", "claims", "fidelity", "distribution", "guidance_net", "runtime")
+# `mgdm survey-zoo` under a profile's root: one JSON per surveyed network (not committed), and the committed
+# record of them all, from which its table is built and `mgdm plan` prices networks
+ZOO_RUNS = "{dataset}/zoo"
+ZOO_RECORD = "records/zoo.json"
 
 
 @dataclass(frozen=True)
