@@ -199,6 +199,13 @@ def test_plan_costs_a_network_from_the_profiles_own_zoo_survey(tmp_path):
     record.write_text(json.dumps({"dataset": "pneumoniamnist", "majority": 0.4,  # another dataset's survey
                                   "networks": [{"network": "convnext_atto", "s_per_epoch": 1000.0}]}))
     assert minutes()[1] == constant
+    # neither its own nor its generator's: another profile's survey of the same dataset, named
+    other = tmp_path / "results/architectures/records/zoo.json"
+    other.parent.mkdir(parents=True)
+    other.write_text(json.dumps({"dataset": "retinamnist", "majority": 0.4,
+                                 "networks": [{"network": "convnext_atto", "s_per_epoch": 1000.0}]}))
+    from_other, cost = minutes()
+    assert cost == measured and "from the zoo survey (results/architectures: another profile's)" in from_other
 
 
 def test_every_command_and_option_says_what_it_does_with_an_example():

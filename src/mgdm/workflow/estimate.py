@@ -99,10 +99,16 @@ def estimate(plan: Plan, data_dir: str | None = None) -> str:
         else:
             rows += generator_rows
         # seconds per training image per epoch, per network: measured by `mgdm survey-zoo` where it has
-        # run on this dataset (this profile's survey first, then its generator's; at the thread count it ran
-        # with; its committed record where the per-network JSONs are not here), else the ResNet-18 constant
+        # run on this dataset (this profile's survey first, then its generator's, then another profile's
+        # record; at the thread count it ran with; the committed record where the per-network JSONs are not
+        # here), else the ResNet-18 constant
         image_epoch_s, measured = {}, []
-        costs = {**survey_costs(plan.generator.root, d), **survey_costs(plan.root, d)}
+        others = sorted(str(r.parents[1]) for r in Path(plan.root).parent.glob(f"*/{ZOO_RECORD}"))
+        costs, source = {}, {}
+        for root in [*others, plan.generator.root, plan.root]:  # the later wins
+            found = survey_costs(root, d)
+            costs.update(found)
+            source.update(dict.fromkeys(found, root))
         for n in p.downstream.networks:
             if n in costs:
                 image_epoch_s[n] = costs[n] / n_train
@@ -110,7 +116,9 @@ def estimate(plan: Plan, data_dir: str | None = None) -> str:
             else:
                 image_epoch_s[n] = CLASSIFIER_IMAGE_EPOCH_S * px
         if measured:
-            notes.append(f"{d}: downstream cost of {', '.join(measured)} from the zoo survey")
+            elsewhere = sorted({source[n] for n in measured} - {plan.root, plan.generator.root})
+            notes.append(f"{d}: downstream cost of {', '.join(measured)} from the zoo survey"
+                         + (f" ({', '.join(elsewhere)}: another profile's)" if elsewhere else ""))
         seeds, per_net = len(p.downstream.seeds), sum(image_epoch_s.values())
         runs = [("train_baseline", len(p.downstream.networks) * seeds, seeds * p.downstream.epochs * n_train * per_net),
                 ("train_classifier", len(p.downstream.networks) * seeds * len(trained),
