@@ -71,14 +71,10 @@ def test_committed_power_tables_are_rebuilt_from_the_run_records(power, tmp_path
         assert (tmp_path / "results" / profile / "tables" / f).read_text() == (power.parent / f).read_text(), f
 
 
-# zoo surveys made before `records/zoo.json` existed, on machines that are gone (README, "Run records")
-LEGACY_ZOO = {"cpu", "pneumonia"}
-
-
-def test_every_committed_zoo_table_has_its_record_or_is_named_legacy():
+def test_every_committed_zoo_table_has_its_record():
     surveyed = {p.parent.parent.name for p in ROOT.glob("results/*/tables/zoo.md")}
     recorded = {p.parent.parent.name for p in ROOT.glob("results/*/records/zoo.json")}
-    assert surveyed - recorded == LEGACY_ZOO, "a zoo table without its record, or a legacy one with it"
+    assert surveyed == recorded, "a zoo table without its record, or a record without its table"
 
 
 @pytest.mark.parametrize("records", sorted(ROOT.glob("results/*/records/zoo.json")), ids=lambda p: p.parent.parent.name)
