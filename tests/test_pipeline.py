@@ -208,6 +208,19 @@ def test_plan_costs_a_network_from_the_profiles_own_zoo_survey(tmp_path):
     assert cost == measured and "from the zoo survey (results/architectures: another profile's)" in from_other
 
 
+def test_plan_prices_sampling_as_the_committed_cpu_run_measured_it():
+    """The sampling costs are calibrated on the `cpu` run's sample jobs (1 thread each): the plan's sample row
+    gives back their committed total, and each sampler's share (BALD's 8 MC-dropout passes the dearest)."""
+    import json
+    import re
+
+    runtime = json.loads((ROOT / "results/cpu/records/images.json").read_text())["runtime"]
+    measured = sum(r["wall_s"] for r in runtime if r["stage"] == "sample") / 60
+    out = run(["mgdm", "plan", "--profile", "cpu"], ROOT).stdout
+    estimated = float(re.search(r"sample\s+9\s+([\d.]+)", out).group(1))
+    assert abs(estimated - measured) / measured < 0.05, (estimated, measured)
+
+
 def test_every_command_and_option_says_what_it_does_with_an_example():
     import argparse
 

@@ -1,10 +1,12 @@
-"""`mgdm plan`: the jobs of a profile and a rough wall-clock estimate, before anything runs.
+"""`mgdm plan`: the jobs of a profile and a rough estimate of their time, before anything runs.
 
 The unit costs were measured on 2 cores of the development machines (fp32): a 1.1 M-parameter UNet
 at 28 px trains at 0.55 s per batch of 64 and runs a forward of 50 images in 0.14 s; ResNet-18 with
-the 3x3 stem trains at about 25 ms per 28 px image and epoch. Other sizes are scaled by pixels,
-batch and parameters, so the figures are a guide, not a promise; real wall clocks are in each
-stage's metrics JSON and the Snakemake benchmark files.
+the 3x3 stem trains at about 25 ms per 28 px image and epoch; sampling costs come from the committed
+`cpu` run's sample jobs (1 thread each), downstream networks' from `mgdm survey-zoo` where it has run.
+Other sizes are scaled by pixels, batch and parameters, so the figures are a guide, not a promise; the
+total is job time, which jobs side by side share; real wall clocks are in each stage's metrics JSON and
+the Snakemake benchmark files.
 """
 
 from __future__ import annotations
@@ -17,15 +19,22 @@ from mgdm.workflow.stages import STAGES, ZOO_RECORD, ZOO_RUNS
 from mgdm.workflow.plan import Plan
 
 UNET_STEP_S = 0.55 / (64 * 28 * 28 * 1.1e6)  # per image-pixel-parameter
-UNET_FORWARD_S = 0.14 / (50 * 28 * 28 * 1.1e6)
+UNET_FORWARD_S = 0.14 / (50 * 28 * 28 * 1.1e6)  # the DDPM's fidelity probe, at its 2 threads
+# A `sample` job runs at 1 thread (two side by side): an unguided DDIM step of one image, per pixel and UNet
+# parameter, and each sampler's cost in unguided steps, from the committed `cpu` run's sample jobs
+# (results/cpu/records/images.json, 200 images x 50 steps, less JOB_OVERHEAD_S: none 64 s, the four
+# measure-guided sets 88-112 s, cfg 104, mgdm 276, the two BALD sets 745 and 829); the old constants (the
+# 2-thread forward, 1.4 passes for guidance, 4.2 for BALD) priced that stage at 11 min against its 41
+# (tests/test_pipeline.py)
+UNET_SAMPLE_S = 64.0 / (200 * 50 * 28 * 28 * 1.115e6)
 CLASSIFIER_IMAGE_EPOCH_S = 0.025 / (28 * 28)
 GUIDANCE_STEP_S = 0.35  # width 32, batch 64, 28 px
 JOB_OVERHEAD_S = 6.0  # python, torch and mlflow imports, logging
 PROBE_SCORE_S = 3.0  # reference-net features and metrics of one probe
 FIDELITY_CALL_S = 4.0  # one torch-fidelity call (IS, FID, KID, PR) of ~200 images against cached real features
-SAMPLER_PASSES = {"none": 1.0, "classifier": 1.4, "entropy": 1.4, "margin": 1.4, "leastconf": 1.4, "cfg": 2.0,
-                  "bald": 1.0 + 0.4 * 8,  # 8 MC-dropout passes of the guidance net
-                  "mgdm": 2.0 + 1.0 + 1.4}  # stage 1 (cfg), inversion, guided decode
+SAMPLER_PASSES = {"none": 1.0, "classifier": 1.6, "entropy": 1.6, "margin": 1.6, "leastconf": 1.6, "cfg": 1.6,
+                  "bald": 12.3,  # 8 MC-dropout passes of the guidance net, each differentiated
+                  "mgdm": 4.3}  # stage 1 (cfg), inversion, guided decode
 
 
 def unet_parameters(cfg, image_size: int, channels: int, num_classes: int) -> float:
@@ -90,7 +99,7 @@ def estimate(plan: Plan, data_dir: str | None = None) -> str:
              * px / 784 * (p.guidance_net.width / 32) ** 2),
             ("train_reference_net", 1, p.reference_net.epochs * n_train * CLASSIFIER_IMAGE_EPOCH_S * px),
             ("sample", len(sets), sum(SAMPLER_PASSES[parse_set_name(s)[0]] * size_of[s] for s in sets)
-             * p.sampling.ddim_steps * forward),
+             * p.sampling.ddim_steps * UNET_SAMPLE_S * px * params),
             ("fidelity", len(sets), FIDELITY_CALL_S * 4 * len(sets)),  # the set and three floor draws
             ("analyze", 1, 10),
         ]
@@ -139,8 +148,11 @@ def estimate(plan: Plan, data_dir: str | None = None) -> str:
         if stage in totals:
             lines.append(f"{stage:<22}{totals[stage][0]:>6}{totals[stage][1] / 60:>14.1f}")
     total = sum(t[1] for t in totals.values())
-    lines += [""] + notes + [f"total: about {total / 60:.0f} min of compute on 2 cores (device {p.device}); "
-              "stages without a dependency between them run side by side with --cores > 2"]
+    # with --cores 2, 1-thread jobs run two side by side and the 2-thread DDPM alone: the cores' busy time
+    # over two (the dependencies between stages ignored)
+    wall = sum(t[1] * min(STAGES[stage].threads, 2) for stage, t in totals.items()) / 2
+    lines += [""] + notes + [f"total: about {total / 60:.0f} min of job time (device {p.device}), about "
+                             f"{wall / 60:.0f} min of wall clock with --cores 2"]
     return "\n".join(lines)
 
 
