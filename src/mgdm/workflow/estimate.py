@@ -67,7 +67,8 @@ def survey_costs(root: str, dataset: str) -> dict[str, float]:
     record = read_json(path) if path.exists() else {"dataset": None}
     if record["dataset"] == dataset:
         costs = {r["network"]: r["s_per_epoch"] for r in record["networks"]}
-    costs.update({f.stem: read_json(f)["s_per_epoch"] for f in (Path(root) / ZOO_RUNS.format(dataset=dataset)).glob("*.json")})
+    runs = Path(root) / ZOO_RUNS.format(dataset=dataset)
+    costs.update({f.stem: read_json(f)["s_per_epoch"] for f in runs.glob("*.json")})
     return costs
 
 
