@@ -175,8 +175,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mgdm.files import FileError
-
     a = build_parser().parse_args(argv)
     try:
         if not hasattr(a, "func"):
@@ -186,8 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(a.func, str):
             return importlib.import_module(a.func).main(a)
         return a.func(a)
-    except (ConfigError, FileError) as err:  # bad input to a tool: one line, as the stages say it
-        print(f"mgdm: error: {err}", file=sys.stderr)
+    except ValueError as err:
+        from mgdm.files import FileError  # here, not at the top: it imports torch, which `mgdm --help` need not
+
+        if not isinstance(err, (ConfigError, FileError)):
+            raise
+        print(f"mgdm: error: {err}", file=sys.stderr)  # bad input to a tool: one line, as the stages say it
         return 2
 
 
