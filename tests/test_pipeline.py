@@ -210,7 +210,7 @@ def test_plan_costs_a_network_from_the_profiles_own_zoo_survey(tmp_path):
 
 def test_plan_prices_sampling_as_the_committed_cpu_run_measured_it():
     """The sampling costs are calibrated on the `cpu` run's sample jobs (1 thread each): the plan's sample row
-    gives back their committed total, and each sampler's share (BALD's 8 MC-dropout passes the dearest)."""
+    gives back their committed total (the old constants said 11 min against 41)."""
     import json
     import re
 

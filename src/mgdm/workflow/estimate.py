@@ -113,9 +113,10 @@ def estimate(plan: Plan, data_dir: str | None = None) -> str:
         # record; at the thread count it ran with; the committed record where the per-network JSONs are not
         # here), else the ResNet-18 constant
         image_epoch_s, measured = {}, []
-        others = sorted(str(r.parents[1]) for r in Path(plan.root).parent.glob(f"*/{ZOO_RECORD}"))
+        own = dict.fromkeys([plan.generator.root, plan.root])  # one root where the profile is its own generator
+        others = sorted({str(r.parents[1]) for r in Path(plan.root).parent.glob(f"*/{ZOO_RECORD}")} - set(own))
         costs, source = {}, {}
-        for root in [*others, plan.generator.root, plan.root]:  # the later wins
+        for root in [*others, *own]:  # each survey read once; the later wins
             found = survey_costs(root, d)
             costs.update(found)
             source.update(dict.fromkeys(found, root))
@@ -126,7 +127,7 @@ def estimate(plan: Plan, data_dir: str | None = None) -> str:
             else:
                 image_epoch_s[n] = CLASSIFIER_IMAGE_EPOCH_S * px
         if measured:
-            elsewhere = sorted({source[n] for n in measured} - {plan.root, plan.generator.root})
+            elsewhere = sorted({source[n] for n in measured} - set(own))
             notes.append(f"{d}: downstream cost of {', '.join(measured)} from the zoo survey"
                          + (f" ({', '.join(elsewhere)}: another profile's)" if elsewhere else ""))
         seeds, per_net = len(p.downstream.seeds), sum(image_epoch_s.values())
