@@ -123,3 +123,35 @@ def test_legacy_network_level_inference_is_the_t_over_differences_of_committed_m
     ref = stats.ttest_1samp([2.0, 3.0, 0.0, 1.0], 0.0)
     assert row["n"] == 4 and row["mean"] == pytest.approx(1.5)
     assert row["ci_low"] == pytest.approx(ref.confidence_interval().low) and row["p"] == pytest.approx(ref.pvalue)
+
+
+def test_compare_runs_names_the_runs_a_rerun_changed(tmp_path):
+    """Known answer: a copy of committed records with one prediction flipped and one run dropped."""
+    import pandas as pd
+
+    committed = ROOT / "results/study/records/runs.csv"
+    runs = pd.read_csv(committed, dtype={"test_correct": str, "machine": str})
+    i = runs.index[(runs["network"] == "densenet121") & (runs["set"] == "none") & (runs["seed"] == 3)][0]
+    flipped = runs.at[i, "test_correct"]
+    runs.at[i, "test_correct"] = ("1" if flipped[0] == "0" else "0") + flipped[1:]
+    runs.at[i, "acc"] += (1 if flipped[0] == "0" else -1) / len(flipped)
+    runs = runs.drop(runs.index[(runs["network"] == "convnext_atto") & (runs["seed"] == 7) & (runs["set"] == "real")])
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+
+    missing = run(["mgdm", "compare-runs", str(committed), str(tmp_path / "nothing")], ROOT, check=False)
+    assert missing.returncode == 2 and missing.stderr.strip().splitlines() == [
+        f"mgdm: error: {tmp_path / 'nothing'}: no run records (a records/runs.csv, or the folder holding one)"]
+    same = run(["mgdm", "compare-runs", str(committed.parent), str(committed), "--exact"], ROOT)
+    assert "280 runs in both; every one identical" in same.stdout
+
+    changed = run(["mgdm", "compare-runs", str(committed), str(tmp_path), "--exact", "--out",
+                   str(tmp_path / "compare")], ROOT, check=False)
+    assert changed.returncode == 1 and "279 runs in both; not all identical" in changed.stdout
+    table = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]]
+             for r in (tmp_path / "compare.md").read_text().splitlines() if r.startswith("| ")}
+    head = table.pop("network")
+    row = dict(zip(head, table["densenet121"]))
+    assert row["runs in both"] == "56" and row["same predictions"] == "55" and row["max Δ acc"] == "0.250"
+    assert row["max Δ auc"] == "0.000" and row["same best epoch"] == "56"
+    assert dict(zip(head, table["convnext_atto"]))["only in A"] == "1"
+    assert all(dict(zip(head, r))["max Δ acc"] == "0.000" for n, r in table.items() if n != "densenet121")

@@ -151,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "records were kept, from the per-network means of its committed downstream table; "
                         "e.g. mgdm legacy-networks --profile study")
     ln.set_defaults(func="mgdm.tools.legacy_networks")
+    cr = sub.add_parser("compare-runs", help="did a rerun reproduce a profile's runs? two run records compared run "
+                        "by run: identical test predictions, largest metric differences, wall clock; e.g. "
+                        "mgdm compare-runs results/study/records ../rerun/results/study/records")
+    cr.add_argument("a", help="run records: a records/runs.csv, or the records folder holding it")
+    cr.add_argument("b", help="the other run records")
+    cr.add_argument("--exact", action="store_true", help="exit 1 unless every run both hold is identical")
+    cr.add_argument("--out", default=None, help="also write the comparison as OUT.md and OUT.tex")
+    cr.set_defaults(func="mgdm.tools.compare_runs")
     j = sub.add_parser("jobs", help="run a profile's downstream jobs (train-baseline, train-classifier) in worker "
                        "processes without Snakemake, e.g. many small jobs on one GPU; finished jobs are skipped",
                        epilog="example: mgdm jobs --profile paper-downstream --workers 8 --deadline-min 7")
@@ -165,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog="example: mgdm plan --profile pneumonia")
     pl.set_defaults(func="mgdm.workflow.estimate")
     for name, p in sub.choices.items():
+        if name == "compare-runs":  # two record files: no profile
+            continue
         p.add_argument("--params", default="params.yaml", help="the configuration file (default params.yaml)")
         p.add_argument("--profile", default=None, help="profile in params.yaml (default: its `profile` key)")
         if name in TOOLS:  # the commands outside the DAG work on one dataset, on a chosen number of threads

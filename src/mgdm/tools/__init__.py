@@ -1,4 +1,5 @@
-"""Commands outside the DAG: benchmark, generator sweep, zoo survey, training length, scale calibration, power."""
+"""Commands outside the DAG: benchmark, generator sweep, zoo survey, training length, scale calibration, power,
+run-by-run comparison of two run records."""
 
 from __future__ import annotations
 
