@@ -149,3 +149,20 @@ def test_a_failed_group_under_mgdm_jobs_removes_only_its_unfinished_runs(tmp_pat
     left = [all(Path(f).exists() for f in job_outputs(stage, a, plan.config, plan)[1]) for stage, a in jobs]
     assert left == [True, False]
     assert not any(Path(f).exists() for f in job_outputs(*jobs[1], plan.config, plan)[1])
+
+
+def test_snakemake_starts_the_dearest_network_group_first():
+    """Known answer: `study`'s group priorities are each network's cost per image and epoch in the committed zoo
+    record (results/cpu/records/zoo.json, the study's images are cpu's) over the dearest's, minus 1."""
+    from mgdm.files import read_json
+
+    plan = Plan(load(ROOT / "params.yaml", "study"))
+    surveyed = {r["network"]: r["s_per_epoch"] for r in read_json(ROOT / "results/cpu/records/zoo.json")["networks"]}
+    dearest = max(surveyed[n] for n in plan.values["network"])
+    for n in plan.values["network"]:
+        assert plan.priority("train_group", dataset="retinamnist", network=n) == pytest.approx(surveyed[n] / dearest - 1)
+    order = sorted(plan.values["network"], key=lambda n: -plan.priority("train_group", dataset="retinamnist", network=n))
+    assert order == ["inception_v3", "efficientnet_b0", "densenet121", "regnetx_002", "convnext_atto"]
+    assert plan.priority("train_ddpm", dataset="retinamnist") == 10  # the other stages keep the table's
+    assert 'priority: lambda wildcards: PLAN.priority("train_group", **wildcards)' in (
+        ROOT / "workflow/rules/stages.smk").read_text()

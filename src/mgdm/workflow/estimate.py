@@ -72,6 +72,35 @@ def survey_costs(root: str, dataset: str) -> dict[str, float]:
     return costs
 
 
+def network_costs(plan: Plan, dataset: str, n_train: int) -> tuple[dict[str, float], dict[str, str]]:
+    """Seconds per training image and epoch of each of the profile's downstream networks on `dataset`, and for
+    the measured ones the profile folder whose survey measured them. Measured by `mgdm survey-zoo` where it has
+    run on this dataset (this profile's survey first, then its generator's, then another profile's record; at
+    the thread count it ran with; the committed record where the per-network JSONs are not here), else the
+    ResNet-18 constant."""
+    own = dict.fromkeys([plan.generator.root, plan.root])  # one root where the profile is its own generator
+    others = sorted({str(r.parents[1]) for r in Path(plan.root).parent.glob(f"*/{ZOO_RECORD}")} - set(own))
+    costs, source = {}, {}
+    for root in [*others, *own]:  # each survey read once; the later wins
+        found = survey_costs(root, dataset)
+        costs.update(found)
+        source.update(dict.fromkeys(found, root))
+    px = plan.config.dataset(dataset).image_size ** 2
+    networks = plan.config.profile.downstream.networks
+    return ({n: costs[n] / n_train if n in costs else CLASSIFIER_IMAGE_EPOCH_S * px for n in networks},
+            {n: source[n] for n in networks if n in costs})
+
+
+def group_priority(plan: Plan, dataset: str, network: str) -> float:
+    """Snakemake's priority for a network's train_group job: 0 for the dearest network, its cost ratio to the
+    dearest minus 1 for the others, so the longest groups start first and unequal groups sharing a few cores
+    end nearer together (longest processing time first). Every group of a dataset trains on the same images,
+    so a group's cost is its network's cost per image and epoch times a constant."""
+    size = dataset_size(plan.config.dataset(dataset), plan.config.data_dir())
+    costs, _ = network_costs(plan, dataset, size[0] if size else 2000)
+    return costs[network] / max(costs.values()) - 1
+
+
 def estimate(plan: Plan, data_dir: str | None = None) -> str:
     """Return a table of jobs per stage with estimated seconds, and the total."""
     cfg, p = plan.config, plan.config.profile
@@ -108,27 +137,10 @@ def estimate(plan: Plan, data_dir: str | None = None) -> str:
             notes.append(f"{d}: images already made by profile {p.generator!r} (not counted)")
         else:
             rows += generator_rows
-        # seconds per training image per epoch, per network: measured by `mgdm survey-zoo` where it has
-        # run on this dataset (this profile's survey first, then its generator's, then another profile's
-        # record; at the thread count it ran with; the committed record where the per-network JSONs are not
-        # here), else the ResNet-18 constant
-        image_epoch_s, measured = {}, []
-        own = dict.fromkeys([plan.generator.root, plan.root])  # one root where the profile is its own generator
-        others = sorted({str(r.parents[1]) for r in Path(plan.root).parent.glob(f"*/{ZOO_RECORD}")} - set(own))
-        costs, source = {}, {}
-        for root in [*others, *own]:  # each survey read once; the later wins
-            found = survey_costs(root, d)
-            costs.update(found)
-            source.update(dict.fromkeys(found, root))
-        for n in p.downstream.networks:
-            if n in costs:
-                image_epoch_s[n] = costs[n] / n_train
-                measured.append(n)
-            else:
-                image_epoch_s[n] = CLASSIFIER_IMAGE_EPOCH_S * px
-        if measured:
-            elsewhere = sorted({source[n] for n in measured} - set(own))
-            notes.append(f"{d}: downstream cost of {', '.join(measured)} from the zoo survey"
+        image_epoch_s, source = network_costs(plan, d, n_train)
+        if source:
+            elsewhere = sorted(set(source.values()) - {plan.generator.root, plan.root})
+            notes.append(f"{d}: downstream cost of {', '.join(source)} from the zoo survey"
                          + (f" ({', '.join(elsewhere)}: another profile's)" if elsewhere else ""))
         seeds, per_net = len(p.downstream.seeds), sum(image_epoch_s.values())
         runs = [("train_baseline", len(p.downstream.networks) * seeds, seeds * p.downstream.epochs * n_train * per_net),

@@ -67,7 +67,9 @@ def rule(stage: Stage) -> str:
              "    log:", f'        f"{{{root}}}/logs/{stage.name}/{tag}.log",',
              "    benchmark:", f'        f"{{{root}}}/benchmarks/{stage.name}/{tag}.tsv",',
              f"    threads: {stage.threads}"]
-    if stage.priority:
+    if stage.longest_first:
+        lines.append(f'    priority: lambda wildcards: PLAN.priority("{stage.name}", **wildcards)')
+    elif stage.priority:
         lines.append(f"    priority: {stage.priority}")
     lines += ["    resources:",
               f'        slurm_extra="--nice={100 - 10 * stage.priority}",',

@@ -35,6 +35,9 @@ class Stage:
     run_metrics: tuple[str, ...] = ()  # each run's metrics JSON, for a stage that runs several (train_group)
     threads: int = 1
     priority: int = 0  # Snakemake starts higher first: the DDPM is the long pole of every DAG
+    # jobs of unequal cost (train_group: one per network): Snakemake starts the dearest first, by the cost
+    # `mgdm plan` prices (longest processing time first: a few cores end nearer together)
+    longest_first: bool = False
 
     @property
     def metric_files(self) -> tuple[str, ...]:
@@ -96,7 +99,7 @@ STAGES = {s.name: s for s in [
     # the two above as one job per network (profiles with `downstream.grouped`): every run's files, as they write
     Stage("train_group", ("dataset", "network"), "--dataset {dataset} --network {network}", (DATA, SAMPLES),
           (f"{BASELINE_RUN}_test.npz", f"{CLASSIFIER_RUN}_test.npz"), f"{RUNS}/group.json", ("downstream",),
-          ignore=GRID, run_metrics=(f"{BASELINE_RUN}.json", f"{CLASSIFIER_RUN}.json")),
+          ignore=GRID, run_metrics=(f"{BASELINE_RUN}.json", f"{CLASSIFIER_RUN}.json"), longest_first=True),
     Stage("analyze", ("dataset",), "--dataset {dataset}", (DATA, REFERENCE_NET, SAMPLES),
           (f"{FIGURES}/{{dataset}}_entropy.png", f"{FIGURES}/{{dataset}}_embedding.png",
            f"{FIGURES}/{{dataset}}_samples.png"), f"{D}/analysis/distribution.json", ("analysis",),
