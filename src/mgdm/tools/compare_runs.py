@@ -9,7 +9,6 @@ median wall seconds (the machines may differ). `--exact` exits 1 unless every ru
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -58,10 +57,9 @@ def main(a) -> int:
     files = [runs_file(p) for p in (a.a, a.b)]
     table = compare(*(read_runs(f) for f in files))
     if table.empty:
-        print(f"mgdm: error: {files[0]} and {files[1]} hold no runs", file=sys.stderr)
-        return 2
-    caption = (f"Run by run: A = {files[0]}, B = {files[1]}; max Δ: the largest absolute difference, in points; a run is matched on dataset, network, "
-               "set and seed.")
+        raise ConfigError(f"{files[0]} and {files[1]} hold no runs")
+    caption = (f"Run by run: A = {files[0]}, B = {files[1]}; max Δ: the largest absolute difference, in points; "
+               "a run is matched on dataset, network, set and seed.")
     if a.out:
         write_table(table, Path(a.out), caption)
     print(caption + "\n\n" + table.to_markdown(index=False, floatfmt=".3g"))
