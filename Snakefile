@@ -7,6 +7,7 @@ import os
 from snakemake.utils import validate
 
 from mgdm.config import resolve
+from mgdm.workflow.estimate import group_priority
 from mgdm.workflow.plan import Plan
 from mgdm.workflow.tracking import DEFAULT_URI, end_pipeline, git_commit, start_pipeline
 

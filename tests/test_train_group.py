@@ -155,14 +155,15 @@ def test_snakemake_starts_the_dearest_network_group_first():
     """Known answer: `study`'s group priorities are each network's cost per image and epoch in the committed zoo
     record (results/cpu/records/zoo.json, the study's images are cpu's) over the dearest's, minus 1."""
     from mgdm.files import read_json
+    from mgdm.workflow.estimate import group_priority
 
     plan = Plan(load(ROOT / "params.yaml", "study"))
     surveyed = {r["network"]: r["s_per_epoch"] for r in read_json(ROOT / "results/cpu/records/zoo.json")["networks"]}
     dearest = max(surveyed[n] for n in plan.values["network"])
-    priority = {n: plan.priority("train_group", dataset="retinamnist", network=n) for n in plan.values["network"]}
+    priority = {n: group_priority(plan, "retinamnist", n) for n in plan.values["network"]}
     assert priority == {n: pytest.approx(surveyed[n] / dearest - 1) for n in priority}
     assert sorted(priority, key=priority.get, reverse=True) == [
         "inception_v3", "efficientnet_b0", "densenet121", "regnetx_002", "convnext_atto"]
-    assert plan.priority("train_ddpm", dataset="retinamnist") == 10  # the other stages keep the table's
-    assert 'priority: lambda wildcards: PLAN.priority("train_group", **wildcards)' in (
-        ROOT / "workflow/rules/stages.smk").read_text()
+    rules = (ROOT / "workflow/rules/stages.smk").read_text()
+    assert "    priority: 10\n" in rules.split("rule train_ddpm:")[1].split("\nrule ")[0]  # the others keep the table's
+    assert "priority: lambda wildcards: group_priority(PLAN, **wildcards)" in rules.split("rule train_group:")[1]

@@ -217,7 +217,7 @@ rule train_group:
     benchmark:
         f"{ROOT}/benchmarks/train_group/{{dataset}}_{{network}}.tsv",
     threads: 1
-    priority: lambda wildcards: PLAN.priority("train_group", **wildcards)
+    priority: lambda wildcards: group_priority(PLAN, **wildcards)
     resources:
         slurm_extra="--nice=100",
     conda:

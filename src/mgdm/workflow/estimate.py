@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mgdm.files import read_json
 from mgdm.config import load, parse_set_name, set_multiple
 from mgdm.workflow.stages import STAGES, ZOO_RECORD, ZOO_RUNS
 from mgdm.workflow.plan import Plan
@@ -63,6 +62,8 @@ def dataset_size(spec, data_dir: str | None) -> tuple[int, int] | None:
 def survey_costs(root: str, dataset: str) -> dict[str, float]:
     """Seconds per epoch of each network `mgdm survey-zoo` surveyed under `root` on `dataset`: its JSONs,
     else its committed record (a fresh clone has only the record)."""
+    from mgdm.files import read_json  # here: mgdm.files imports torch, which the Snakefile (group_priority) need not
+
     path, costs = Path(root) / ZOO_RECORD, {}
     record = read_json(path) if path.exists() else {"dataset": None}
     if record["dataset"] == dataset:

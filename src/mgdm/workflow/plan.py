@@ -110,15 +110,6 @@ class Plan:
             lookup(out, key).pop(sub, None)
         return json.dumps(out, sort_keys=True)
 
-    def priority(self, stage: str, **wildcards) -> float:
-        """Snakemake's priority for one job: the stage's, or for a stage whose jobs differ in cost (train_group)
-        the network's place by the cost `mgdm plan` prices, 0 for the dearest and down to -1."""
-        if not STAGES[stage].longest_first:
-            return STAGES[stage].priority
-        from mgdm.workflow.estimate import group_priority
-
-        return group_priority(self, wildcards["dataset"], wildcards["network"])
-
     def code(self, stage: str) -> list[str]:
         """The source files the stage runs (mgdm.workflow.sources): editing one reruns the stage and what follows."""
         return stage_sources().get(stage, [])

@@ -68,7 +68,7 @@ def rule(stage: Stage) -> str:
              "    benchmark:", f'        f"{{{root}}}/benchmarks/{stage.name}/{tag}.tsv",',
              f"    threads: {stage.threads}"]
     if stage.longest_first:
-        lines.append(f'    priority: lambda wildcards: PLAN.priority("{stage.name}", **wildcards)')
+        lines.append("    priority: lambda wildcards: group_priority(PLAN, **wildcards)")
     elif stage.priority:
         lines.append(f"    priority: {stage.priority}")
     lines += ["    resources:",

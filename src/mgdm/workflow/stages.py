@@ -36,7 +36,8 @@ class Stage:
     threads: int = 1
     priority: int = 0  # Snakemake starts higher first: the DDPM is the long pole of every DAG
     # jobs of unequal cost (train_group: one per network): Snakemake starts the dearest first, by the cost
-    # `mgdm plan` prices (longest processing time first: a few cores end nearer together)
+    # `mgdm plan` prices (mgdm.workflow.estimate.group_priority; longest processing time first: a few cores end
+    # nearer together)
     longest_first: bool = False
 
     @property
