@@ -35,6 +35,7 @@ def test_jobs_redo_only_the_missing_jobs_with_the_result_snakemake_got(smoke_dag
         new = json.loads(m.read_text())
         assert {k: new[k] for k in ("acc", "auc", "best_epoch")} == {k: old[k] for k in ("acc", "auc", "best_epoch")}
         assert new["machine"] == old["machine"]
+        assert new["threads"] == old["threads"] == 1  # both run a job at one thread: the same result
 
 
 def test_report_of_some_networks_names_them_and_refuses_unknown_ones(smoke_dag, tmp_path):

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ROOT, finished_copy, grouped_params, run
 
 from mgdm.config import load
@@ -94,6 +95,14 @@ def test_a_runs_key_follows_what_its_result_depends_on_and_nothing_else(tmp_path
     assert key() == first
     (tmp_path / samples).write_bytes(b"resampled")
     assert key() != first
+    (tmp_path / samples).write_bytes(b"images")
+    threads = torch.get_num_threads()
+    try:  # on a CPU the thread count changes the result (the order of the sums): a 2-thread run is not restored
+        torch.set_num_threads(1 if threads > 1 else 2)
+        assert key() != first
+    finally:
+        torch.set_num_threads(threads)
+    assert key() == first
 
 
 def two_runs_killed_in_the_second(tmp_path, monkeypatch):

@@ -6,9 +6,9 @@ the same result (`mgdm.classifiers.train.train_runs`: a run's result does not de
 The unit of rerun stays the run. Both workflow managers delete a job's outputs before they run it, so each
 finished run is also kept in its network's run cache (`.runs/` beside the runs), under a key of everything
 its result depends on: stage, network, seed and set, the stage's settings, the digests of the data and of the
-synthetic set, the training code and the device. Adding a seed or a set, or resampling one set, retrains
-only the runs whose key is new; the others are restored as they were written (their wall clock is the one
-measured when they trained).
+synthetic set, the training code, the device and, on a CPU, the thread count. Adding a seed or a set, or
+resampling one set, retrains only the runs whose key is new; the others are restored as they were written
+(their wall clock is the one measured when they trained).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def run_key(config, plan, stage: str, a: argparse.Namespace) -> str:
     """What one run's result depends on, hashed: a run with the same key would train to the same files."""
     from importlib.metadata import version
 
+    from mgdm.machine import cpu_threads
     from mgdm.workflow.sources import stage_sources
     from mgdm.workflow.stages import STAGES
 
@@ -54,7 +55,8 @@ def run_key(config, plan, stage: str, a: argparse.Namespace) -> str:
         files.append(plan.paths("sample", dataset=a.dataset, set=a.set)[f"{a.set}.npz"])
     code = stage_sources().get(stage, [])  # none where the package is installed: its version then
     what = {"stage": stage, **wildcards, "settings": plan.settings(stage, **wildcards),
-            "device": config.profile.device, "version": None if code else version("mgdm"),
+            "device": config.profile.device, "threads": cpu_threads(config.profile.device),
+            "version": None if code else version("mgdm"),
             "files": [_digest(f) for f in files], "code": {f: _digest(f) for f in code}}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:20]
 

@@ -61,11 +61,12 @@ def _finish(stage: str, a: argparse.Namespace, config, plan: Plan, wildcards: di
             wall_s: float) -> None:
     """Write a finished job's metrics JSON (with wall clock and machine) and log it to MLflow."""
     from mgdm.files import write_json
-    from mgdm.machine import device_name
+    from mgdm.machine import cpu_threads, device_name
 
     summary = dict(result.metrics)
     summary["wall_s"] = wall_s
     summary["machine"] = device_name(config.profile.device)  # what wall_s was measured on
+    summary["threads"] = cpu_threads(config.profile.device)  # a CPU result depends on them too
     metrics_path = plan.metrics_path(stage, **wildcards)
     write_json(metrics_path, summary)
     if not a.no_mlflow:
