@@ -71,6 +71,20 @@ def test_committed_power_tables_are_rebuilt_from_the_run_records(power, tmp_path
         assert (tmp_path / "results" / profile / "tables" / f).read_text() == (power.parent / f).read_text(), f
 
 
+@pytest.mark.parametrize("record", sorted(ROOT.glob("results/*/records/priors.npz")),
+                         ids=lambda p: p.parent.parent.name)
+def test_committed_prior_shift_tables_are_rebuilt_from_their_records(record, tmp_path):
+    import shutil
+
+    profile = record.parent.parent.name
+    shutil.copy(ROOT / "params.yaml", tmp_path)
+    shutil.copytree(record.parent, tmp_path / "results" / profile / "records")
+    run(["mgdm", "prior-shift", "--profile", profile, "--from-records"], tmp_path)
+    for f in ("prior_shift.md", "prior_shift.tex"):
+        rebuilt = (tmp_path / "results" / profile / "tables" / f).read_text()
+        assert rebuilt == (record.parent.parent / "tables" / f).read_text(), f"{profile}: {f}"
+
+
 def test_every_committed_zoo_table_has_its_record():
     surveyed = {p.parent.parent.name for p in ROOT.glob("results/*/tables/zoo.md")}
     recorded = {p.parent.parent.name for p in ROOT.glob("results/*/records/zoo.json")}

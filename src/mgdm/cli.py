@@ -18,7 +18,7 @@ from mgdm.workflow import tracking
 from mgdm.workflow.stages import STAGES
 
 TOOLS = ("benchmark", "sweep-generator", "calibrate-scales", "survey-zoo", "training-length", "power",
-         "legacy-networks")
+         "legacy-networks", "prior-shift")
 
 WILDCARD_ARGS = {"dataset": str, "set": str, "network": str, "seed": int}
 WILDCARD_HELP = {"dataset": "a dataset of the profile (params.yaml `datasets`), e.g. retinamnist",
@@ -151,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "records were kept, from the per-network means of its committed downstream table; "
                         "e.g. mgdm legacy-networks --profile study")
     ln.set_defaults(func="mgdm.tools.legacy_networks")
+    ps = sub.add_parser("prior-shift", help="is a synthetic set's downstream gain its class prior? each real-only "
+                        "run's test probabilities moved by Bayes' rule to the class prior of real + the set, then "
+                        "paired with the set's runs; e.g. mgdm prior-shift --profile quantity-pneumonia")
+    ps.add_argument("--from-records", action="store_true", help="rebuild the table from the committed records "
+                    "(records/runs.csv, records/priors.npz) alone, e.g. in a fresh clone")
+    ps.set_defaults(func="mgdm.tools.prior_shift")
     cr = sub.add_parser("compare-runs", help="did a rerun reproduce a profile's runs? two run records compared run "
                         "by run: identical test predictions, largest metric differences, wall clock; e.g. "
                         "mgdm compare-runs results/study/records ../rerun/results/study/records")
@@ -179,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--profile", default=None, help="profile in params.yaml (default: its `profile` key)")
         if name in TOOLS:  # the commands outside the DAG work on one dataset, on a chosen number of threads
             p.add_argument("--dataset", default=None, help="dataset (default: the profile's first)")
-            if name != "power":
+            if name not in ("power", "prior-shift"):
                 p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     return parser
 
@@ -194,10 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(a.func, str):
             return importlib.import_module(a.func).main(a)
         return a.func(a)
-    except ValueError as err:
+    except (ValueError, FileNotFoundError) as err:
         from mgdm.files import FileError  # here, not at the top: it imports torch, which `mgdm --help` need not
 
-        if not isinstance(err, (ConfigError, FileError)):
+        if not isinstance(err, (ConfigError, FileError, FileNotFoundError)):
             raise
         print(f"mgdm: error: {err}", file=sys.stderr)  # bad input to a tool: one line, as the stages say it
         return 2
