@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=3, help="timed repeats per figure (the median is reported)")
     b.add_argument("--variants", action="store_true", help="also time channels_last, torch.compile, inference_mode "
                    "and thread placement beside the eager figures (compilation takes minutes)")
+    b.add_argument("--device", default=None, help="instead, the downstream grid's training step on this device "
+                   "(e.g. cuda): the grid trainer's step against the old loop's, FLOPs, the measured bf16 peak, "
+                   "and the grid's cost (default results/bench/<profile>-<device>.json)")
     b.set_defaults(func="mgdm.tools.benchmark")
     sw = sub.add_parser("sweep-generator", help="compare DDPM recipe variants at equal wall clock with the "
                         "fidelity probe; e.g. mgdm sweep-generator --profile cpu --variant baseline")

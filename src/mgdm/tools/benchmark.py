@@ -26,13 +26,11 @@ from __future__ import annotations
 import copy
 import multiprocessing
 import platform
-import statistics
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 from mgdm.classifiers.zoo import create_network
 from mgdm.diffusion.train import diffusion_loss
@@ -43,46 +41,13 @@ from mgdm.machine import cpu_name
 from mgdm.workflow.plan import Plan
 from mgdm.config import ConfigError
 from mgdm.tools import open_tool
+from mgdm.tools.timing import flops, timed
 from mgdm.sampling.ddim import guided_ddim, mgdm_two_stage
 from mgdm.sampling.models import guidance_model
 
 
 def bf16_supported() -> bool:
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
-def timed(fn, repeats: int, warmup: int = 1) -> dict:
-    """Return {median_s, min_s, max_s, repeats} of `fn()` after `warmup` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
-
-
-class _Global:
-    """Stands in for FlopCounterMode's module tracker: its backward hooks cannot run inside
-    torch.autograd.grad, which guided sampling calls; only the total is wanted here."""
-
-    parents = {"Global"}
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def flops(fn) -> int:
-    """FLOPs of one call of `fn` (forward and backward where it does both), as torch counts them."""
-    counter = FlopCounterMode(display=False)
-    counter.mod_tracker = _Global()
-    with counter:
-        fn()
-    return counter.get_total_flops()
 
 
 def figure(fn, repeats: int, peak_gflops: float, items: int = 1) -> dict:
@@ -510,10 +475,18 @@ def main(a) -> int:
     if not Path(data).exists():
         raise ConfigError(f"{data}: not found; run `mgdm preprocess --profile {plan.profile} --dataset {name}` first "
                           "(the benchmark uses the dataset's channels, classes and size)")
-    out = Path(a.output or f"results/bench/{plan.profile}.json")
-    result = run(plan, name, a.repeats, with_variants=a.variants)
+    if a.device:  # the downstream grid on an accelerator (mgdm.tools.device_benchmark)
+        from mgdm.tools import device_benchmark
+
+        out = Path(a.output or f"results/bench/{plan.profile}-{torch.device(a.device).type}.json")
+        result = device_benchmark.run(plan, name, a.device, a.repeats)
+        text = device_benchmark.markdown(result)
+    else:
+        out = Path(a.output or f"results/bench/{plan.profile}.json")
+        result = run(plan, name, a.repeats, with_variants=a.variants)
+        text = markdown(result)
     write_json(out, result)
     with atomic_path(out.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown(result))
+        tmp.write_text(text)
     print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
