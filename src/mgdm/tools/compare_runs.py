@@ -62,7 +62,9 @@ def main(a) -> int:
                "a run is matched on dataset, network, set and seed.")
     if a.out:
         write_table(table, Path(a.out), caption)
-    print(caption + "\n\n" + table.to_markdown(index=False, floatfmt=".3g"))
+    cells = table.map(lambda v: f"{v:.3f}" if isinstance(v, float) else v)  # as write_table writes them
+    align = ["left"] + ["right"] * (len(cells.columns) - 1)
+    print(caption + "\n\n" + cells.to_markdown(index=False, disable_numparse=True, colalign=align))
     same = identical(table)
     print(f"\n{int(table['runs in both'].sum())} runs in both; "
           + ("every one identical" if same else "not all identical"))
