@@ -180,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     j.set_defaults(func="mgdm.workflow.jobs")
     pl = sub.add_parser("plan", help="print the jobs of a profile and their estimated wall clock",
                         epilog="example: mgdm plan --profile pneumonia")
+    pl.add_argument("--cores", type=int, default=2, help="the cores the wall clock is scheduled on (snakemake --cores)")
     pl.set_defaults(func="mgdm.workflow.estimate")
     for name, p in sub.choices.items():
         if name == "compare-runs":  # two record files: no profile

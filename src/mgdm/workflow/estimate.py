@@ -5,12 +5,14 @@ at 28 px trains at 0.55 s per batch of 64 and runs a forward of 50 images in 0.1
 the 3x3 stem trains at about 25 ms per 28 px image and epoch; sampling costs come from the committed
 `cpu` run's sample jobs (1 thread each), downstream networks' from `mgdm survey-zoo` where it has run.
 Other sizes are scaled by pixels, batch and parameters, so the figures are a guide, not a promise; the
-total is job time, which jobs side by side share; real wall clocks are in each stage's metrics JSON and
-the Snakemake benchmark files.
+total is job time, and the wall clock is those jobs scheduled on the cores as Snakemake starts them; real
+wall clocks are in each stage's metrics JSON and the Snakemake benchmark files.
 """
 
 from __future__ import annotations
 
+import heapq
+from collections import Counter
 from pathlib import Path
 
 from mgdm.config import load, parse_set_name, set_multiple
@@ -99,13 +101,56 @@ def group_priority(plan: Plan, dataset: str, network: str) -> float:
     so a group's cost is its network's cost per image and epoch times a constant."""
     size = dataset_size(plan.config.dataset(dataset), plan.config.data_dir())
     costs, _ = network_costs(plan, dataset, size[0] if size else 2000)
+    return relative_cost(costs, network)
+
+
+def relative_cost(costs: dict[str, float], network: str) -> float:
+    """A network's cost over the dearest's, minus 1: 0 for the dearest, down towards -1."""
     return costs[network] / max(costs.values()) - 1
 
 
-def estimate(plan: Plan, data_dir: str | None = None) -> str:
-    """Return a table of jobs per stage with estimated seconds, and the total."""
+def stage_needs(stages) -> dict[str, set[str]]:
+    """Which of `stages` each one waits for: those that write a file it reads (from the stage table)."""
+    made = {p: name for name in stages for p in (*STAGES[name].outs, *STAGES[name].metric_files)}
+    return {name: {made[d] for d in STAGES[name].deps if d in made} - {name} for name in stages}
+
+
+def makespan(jobs: list[tuple[str, str | None, float, int, float]], cores: int) -> float:
+    """Wall clock of `jobs`, each (stage, dataset, seconds, threads, priority), on `cores` as Snakemake starts
+    them: whenever cores are free, the ready job of highest priority (then the longest) that fits, a job being
+    ready once every job of the stages it reads from (of its dataset; all of them for a job of none) has
+    finished. Stage-level dependencies: a job that reads one synthetic set waits for every set."""
+    needs = stage_needs(list(dict.fromkeys(stage for stage, *_ in jobs)))
+    left = Counter((stage, dataset) for stage, dataset, *_ in jobs)
+    pending = sorted(range(len(jobs)), key=lambda i: (-jobs[i][4], -jobs[i][2]))
+    running: list[tuple[float, int]] = []
+    free, now = cores, 0.0
+
+    def ready(stage, dataset):
+        return not any(n for (s, d), n in left.items() if s in needs[stage] and dataset in (None, d))
+
+    while pending or running:
+        for i in list(pending):
+            stage, dataset, seconds, threads, _ = jobs[i]
+            if min(threads, cores) <= free and ready(stage, dataset):
+                heapq.heappush(running, (now + seconds, i))
+                free -= min(threads, cores)
+                pending.remove(i)
+        now, i = heapq.heappop(running)
+        free += min(jobs[i][3], cores)
+        left[jobs[i][0], jobs[i][1]] -= 1
+    return now
+
+
+def estimate(plan: Plan, data_dir: str | None = None, cores: int = 2) -> str:
+    """Return a table of jobs per stage with estimated seconds, the total, and the wall clock on `cores`."""
     cfg, p = plan.config, plan.config.profile
-    rows, notes = [], []
+    jobs, notes = [], []  # (stage, dataset, seconds, threads, priority)
+
+    def add(stage, dataset, seconds, priority=None):
+        jobs.append((stage, dataset, seconds + JOB_OVERHEAD_S, STAGES[stage].threads,
+                     STAGES[stage].priority if priority is None else priority))
+
     for d in p.datasets:
         spec = cfg.dataset(d)
         px = spec.image_size ** 2
@@ -120,42 +165,43 @@ def estimate(plan: Plan, data_dir: str | None = None) -> str:
         size_of = {s: p.sampling.per_class * k if set_multiple(s) is None else set_multiple(s) * n_train
                    for s in {*sets, *trained}}
         forward = UNET_FORWARD_S * px * params
-        generator_rows = [
-            ("preprocess", 1, 2),
-            ("train_ddpm", 1, p.ddpm.steps * UNET_STEP_S * p.ddpm.batch_size * px * params
-             # the fidelity probe: every probe_every steps and at the end, plain DDIM of probe_images
-             + (p.ddpm.steps // p.ddpm.probe_every if p.ddpm.probe_every else 1)
-             * (p.ddpm.probe_steps * p.ddpm.probe_images * forward + PROBE_SCORE_S)),
-            ("train_guidance_net", 1, p.guidance_net.steps * GUIDANCE_STEP_S * p.guidance_net.batch_size / 64
-             * px / 784 * (p.guidance_net.width / 32) ** 2),
-            ("train_reference_net", 1, p.reference_net.epochs * n_train * CLASSIFIER_IMAGE_EPOCH_S * px),
-            ("sample", len(sets), sum(SAMPLER_PASSES[parse_set_name(s)[0]] * size_of[s] for s in sets)
-             * p.sampling.ddim_steps * UNET_SAMPLE_S * px * params),
-            ("fidelity", len(sets), FIDELITY_CALL_S * 4 * len(sets)),  # the set and three floor draws
-            ("analyze", 1, 10),
-        ]
         if p.generator and Path(plan.metrics_path("analyze", dataset=d)).exists():
             notes.append(f"{d}: images already made by profile {p.generator!r} (not counted)")
         else:
-            rows += generator_rows
+            add("preprocess", d, 2)
+            add("train_ddpm", d, p.ddpm.steps * UNET_STEP_S * p.ddpm.batch_size * px * params
+                # the fidelity probe: every probe_every steps and at the end, plain DDIM of probe_images
+                + (p.ddpm.steps // p.ddpm.probe_every if p.ddpm.probe_every else 1)
+                * (p.ddpm.probe_steps * p.ddpm.probe_images * forward + PROBE_SCORE_S))
+            add("train_guidance_net", d, p.guidance_net.steps * GUIDANCE_STEP_S * p.guidance_net.batch_size / 64
+                * px / 784 * (p.guidance_net.width / 32) ** 2)
+            add("train_reference_net", d, p.reference_net.epochs * n_train * CLASSIFIER_IMAGE_EPOCH_S * px)
+            for s in sets:
+                add("sample", d, SAMPLER_PASSES[parse_set_name(s)[0]] * size_of[s] * p.sampling.ddim_steps
+                    * UNET_SAMPLE_S * px * params)
+                add("fidelity", d, FIDELITY_CALL_S * 4)  # the set and three floor draws
+            add("analyze", d, 10)
         image_epoch_s, source = network_costs(plan, d, n_train)
         if source:
             elsewhere = sorted(set(source.values()) - {plan.generator.root, plan.root})
             notes.append(f"{d}: downstream cost of {', '.join(source)} from the zoo survey"
                          + (f" ({', '.join(elsewhere)}: another profile's)" if elsewhere else ""))
-        seeds, per_net = len(p.downstream.seeds), sum(image_epoch_s.values())
-        runs = [("train_baseline", len(p.downstream.networks) * seeds, seeds * p.downstream.epochs * n_train * per_net),
-                ("train_classifier", len(p.downstream.networks) * seeds * len(trained),
-                 seeds * p.downstream.epochs * sum(n_train + size_of[s] for s in trained) * per_net)]
-        if p.downstream.grouped:  # the same training, one job per network
-            runs = [("train_group", len(p.downstream.networks), sum(seconds for _, _, seconds in runs))]
-        rows += runs
-    rows.append(("report", 1, 5))
+        epochs, seeds = p.downstream.epochs, p.downstream.seeds
+        for n, cost in image_epoch_s.items():
+            runs = [("train_baseline", epochs * n_train * cost)] + [
+                ("train_classifier", epochs * (n_train + size_of[s]) * cost) for s in trained]
+            if p.downstream.grouped:  # the same training, one job per network, the dearest started first
+                add("train_group", d, len(seeds) * sum(seconds for _, seconds in runs),
+                    relative_cost(image_epoch_s, n))
+            else:
+                for stage, seconds in runs * len(seeds):
+                    add(stage, d, seconds)
+    add("report", None, 5)
     totals: dict[str, list[float]] = {}
-    for stage, jobs, seconds in rows:
+    for stage, _, seconds, _, _ in jobs:
         t = totals.setdefault(stage, [0, 0.0])
-        t[0] += jobs
-        t[1] += seconds + jobs * JOB_OVERHEAD_S
+        t[0] += 1
+        t[1] += seconds
     lines = [f"profile {plan.profile}: datasets {list(p.datasets)}, {len(cfg.downstream_sets())} synthetic sets, "
              f"networks {list(p.downstream.networks)}, seeds {list(p.downstream.seeds)}", "",
              f"{'stage':<22}{'jobs':>6}{'est. minutes':>14}"]
@@ -163,16 +209,14 @@ def estimate(plan: Plan, data_dir: str | None = None) -> str:
         if stage in totals:
             lines.append(f"{stage:<22}{totals[stage][0]:>6}{totals[stage][1] / 60:>14.1f}")
     total = sum(t[1] for t in totals.values())
-    # with --cores 2, 1-thread jobs run two side by side and the 2-thread DDPM alone: the cores' busy time
-    # over two (the dependencies between stages ignored)
-    wall = sum(t[1] * min(STAGES[stage].threads, 2) for stage, t in totals.items()) / 2
+    wall = makespan(jobs, cores)
     lines += [""] + notes + [f"total: about {total / 60:.0f} min of job time (device {p.device}), about "
-                             f"{wall / 60:.0f} min of wall clock with --cores 2"]
+                             f"{wall / 60:.0f} min of wall clock with --cores {cores} (the jobs scheduled as "
+                             "Snakemake starts them: by priority, each when what it reads is made)"]
     return "\n".join(lines)
 
 
 def main(a) -> int:
-
     config = load(a.params, a.profile)
-    print(estimate(Plan(config, a.params), config.data_dir()))
+    print(estimate(Plan(config, a.params), config.data_dir(), a.cores))
     return 0
