@@ -72,3 +72,29 @@ def test_a_profile_without_its_record_is_one_line_naming_the_file(tmp_path):
     res = run(["mgdm", "prior-shift", "--profile", "cpu", "--from-records"], tmp_path, check=False)
     assert res.returncode == 2 and res.stderr.count("\n") == 1
     assert "results/cpu/records/priors.npz: no prior-shift record" in res.stderr
+
+
+def test_copies_are_drawn_to_the_sets_class_counts_from_the_real_images_of_each_class():
+    from mgdm.analysis.copies import control_label, draw_copies
+
+    labels = np.array([0] * 9 + [1])
+    idx = draw_copies(labels, [3, 5])
+    assert np.bincount(labels[idx]).tolist() == [3, 5] and (idx[labels[idx] == 1] == 9).all()
+    assert (draw_copies(labels, [3, 5]) == idx).all()  # seed 0: the same draw every time
+    assert control_label([100, 100]) == "real copies (100/100)"
+
+
+def test_each_set_is_paired_with_the_control_of_its_class_counts():
+    from mgdm.analysis.copies import copies_table
+
+    rows = []
+    for network in ("a", "b"):
+        for seed in (0, 1):
+            for s, acc in (("real", 0.50), ("real copies (1/1)", 0.60 + 0.01 * seed), ("s", 0.65)):
+                rows.append({"dataset": "d", "network": network, "seed": seed, "train set": s, "acc": acc,
+                             "balanced_acc": acc, "macro_f1": acc, "auc": acc})
+    table = copies_table(pd.DataFrame(rows), {"s": "real copies (1/1)"}, "d")
+    acc = table[(table["metric"] == "acc") & (table["inference"] == "pairs")].set_index(["train set", "vs"])
+    assert acc.loc[("real copies (1/1)", "real"), "mean"] == pytest.approx(10.5)  # (10 + 11 + 10 + 11) / 4
+    assert acc.loc[("s", "real copies (1/1)"), "mean"] == pytest.approx(4.5)  # 5, 4, 5, 4
+    assert len(table) == 2 * 4 * 2  # two comparisons x four metrics x two inferences

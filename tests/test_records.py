@@ -85,6 +85,22 @@ def test_committed_prior_shift_tables_are_rebuilt_from_their_records(record, tmp
         assert rebuilt == (record.parent.parent / "tables" / f).read_text(), f"{profile}: {f}"
 
 
+@pytest.mark.parametrize("record", sorted(ROOT.glob("results/*/records/copies.csv")),
+                         ids=lambda p: p.parent.parent.name)
+def test_committed_copies_control_tables_are_rebuilt_from_their_records(record, tmp_path):
+    import shutil
+
+    profile = record.parent.parent.name
+    shutil.copy(ROOT / "params.yaml", tmp_path)
+    shutil.copytree(record.parent, tmp_path / "results" / profile / "records")
+    runs = read_runs(record)
+    assert np.allclose(runs["test_correct"].map(lambda c: np.mean([x == "1" for x in c])), runs["acc"])
+    run(["mgdm", "copies-control", "--profile", profile, "--from-records"], tmp_path)
+    for f in ("copies_control.md", "copies_control.tex"):
+        rebuilt = (tmp_path / "results" / profile / "tables" / f).read_text()
+        assert rebuilt == (record.parent.parent / "tables" / f).read_text(), f"{profile}: {f}"
+
+
 def test_every_committed_zoo_table_has_its_record():
     surveyed = {p.parent.parent.name for p in ROOT.glob("results/*/tables/zoo.md")}
     recorded = {p.parent.parent.name for p in ROOT.glob("results/*/records/zoo.json")}

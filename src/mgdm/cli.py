@@ -18,7 +18,7 @@ from mgdm.workflow import tracking
 from mgdm.workflow.stages import STAGES
 
 TOOLS = ("benchmark", "sweep-generator", "calibrate-scales", "survey-zoo", "training-length", "power",
-         "legacy-networks", "prior-shift")
+         "legacy-networks", "prior-shift", "copies-control")
 
 WILDCARD_ARGS = {"dataset": str, "set": str, "network": str, "seed": int}
 WILDCARD_HELP = {"dataset": "a dataset of the profile (params.yaml `datasets`), e.g. retinamnist",
@@ -160,6 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--from-records", action="store_true", help="rebuild the table from the committed records "
                     "(records/runs.csv, records/priors.npz) alone, e.g. in a fresh clone")
     ps.set_defaults(func="mgdm.tools.prior_shift")
+    cc = sub.add_parser("copies-control", help="is a synthetic set better than as many real images, copied? trains "
+                        "each network and seed on real + real copies drawn to each set's class counts, then pairs "
+                        "each set with its control; e.g. mgdm copies-control --profile quantity-pneumonia")
+    cc.add_argument("--networks", nargs="+", default=None, help="train only these networks' control runs "
+                    "(e.g. one process per network); the table is written once every run has finished")
+    cc.add_argument("--seeds", type=int, nargs="+", default=None, help="train only these seeds' control runs")
+    cc.add_argument("--from-records", action="store_true", help="rebuild the table from the committed records "
+                    "(records/runs.csv, records/copies.csv) alone, e.g. in a fresh clone")
+    cc.add_argument("--no-progress", action="store_true", help="no progress bars")
+    cc.set_defaults(func="mgdm.tools.copies_control")
     cr = sub.add_parser("compare-runs", help="did a rerun reproduce a profile's runs? two run records compared run "
                         "by run: identical test predictions, largest metric differences, wall clock; e.g. "
                         "mgdm compare-runs results/study/records ../rerun/results/study/records")
