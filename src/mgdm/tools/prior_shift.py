@@ -24,7 +24,7 @@ def gather(config, plan, name: str) -> dict:
 
     data = read_npz(plan.dataset_file(name))
     classes = int(data["num_classes"])
-    sets = plan.values["set"]
+    sets = config.downstream_sets()
     counts = [class_counts(read_npz(plan.paths("sample", dataset=name, set=s)[f"{s}.npz"])["labels"], classes)
               for s in sets]
     networks, seeds, probs = [], [], []
@@ -50,7 +50,7 @@ def main(a) -> int:
     path = records / RECORD
     runs = read_runs(records / "runs.csv")
     if a.from_records and not path.exists():
-        raise FileNotFoundError(f"{path}: no prior-shift record; run `mgdm prior-shift --profile {a.profile}` "
+        raise FileNotFoundError(f"{path}: no prior-shift record; run `mgdm prior-shift --profile {plan.profile}` "
                                 "where the runs' files are")
     record = read_npz(path) if a.from_records else gather(config, plan, name)
     check_against_runs(record, runs, name, str(path))
