@@ -1,4 +1,4 @@
-"""The class-prior control (mgdm.analysis.priors, `mgdm prior-shift`): Bayes' rule moves a posterior between
+"""The class-prior control (mgdm.analysis.controls, `mgdm prior-shift`): Bayes' rule moves a posterior between
 priors exactly, and the table pairs each set with the real-only runs moved to its prior (known answers)."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mgdm.analysis.priors import adjusted_label, check_against_runs, prior_table, reweight
+from mgdm.analysis.controls import adjusted_label, check_against_runs, prior_table, reweight
 from mgdm.files import FileError
 
 
@@ -75,7 +75,7 @@ def test_a_profile_without_its_record_is_one_line_naming_the_file(tmp_path):
 
 
 def test_copies_are_drawn_to_the_sets_class_counts_from_the_real_images_of_each_class():
-    from mgdm.analysis.copies import control_label, draw_copies
+    from mgdm.analysis.controls import control_label, draw_copies
 
     labels = np.array([0] * 9 + [1])
     idx = draw_copies(labels, [3, 5])
@@ -85,7 +85,7 @@ def test_copies_are_drawn_to_the_sets_class_counts_from_the_real_images_of_each_
 
 
 def test_each_set_is_paired_with_the_control_of_its_class_counts():
-    from mgdm.analysis.copies import copies_table
+    from mgdm.analysis.controls import copies_table
 
     rows = []
     for network in ("a", "b"):

@@ -1,4 +1,4 @@
-"""`mgdm copies-control`: the oversampling control (mgdm.analysis.copies): is a synthetic set better than as many
+"""`mgdm copies-control`: the oversampling control (mgdm.analysis.controls): is a synthetic set better than as many
 real images, copied?
 
 For each distinct class count of the profile's downstream sets it draws that many real training images,
@@ -21,8 +21,7 @@ RECORD = "copies.csv"
 
 def controls(config, plan, name: str, classes: int) -> dict[str, tuple[list[int], list[str]]]:
     """{control label: (class counts, the sets with those counts)} of the profile's downstream sets."""
-    from mgdm.analysis.copies import control_label
-    from mgdm.analysis.priors import class_counts
+    from mgdm.analysis.controls import class_counts, control_label
     from mgdm.files import read_npz
 
     out: dict[str, tuple[list[int], list[str]]] = {}
@@ -43,7 +42,7 @@ def run_base(folder: Path, network: str, counts: list[int], seed: int) -> Path:
 
 def train(config, plan, name: str, networks: list[str], seeds: list[int], progress: bool) -> dict:
     """Train every control run not yet finished; return the controls."""
-    from mgdm.analysis.copies import draw_copies
+    from mgdm.analysis.controls import draw_copies
     from mgdm.classifiers.score import Job, train_and_score_group
     from mgdm.data.splits import Dataset
     from mgdm.files import write_json, write_npz
@@ -103,9 +102,8 @@ def gather(config, plan, name: str, found: dict) -> list[dict] | None:
 def main(a) -> int:
     import pandas as pd
 
-    from mgdm.analysis.copies import copies_table
-    from mgdm.analysis.paired import format_table
-    from mgdm.analysis.tables import forest_plot, read_runs, write_table
+    from mgdm.analysis.controls import copies_table, write_control
+    from mgdm.analysis.tables import read_runs
     from mgdm.files import atomic_path
 
     config, plan, name = open_tool(a)
@@ -126,19 +124,15 @@ def main(a) -> int:
     mapping = {s: label for label, sets in zip(copies["train set"], copies["for_sets"]) for s in sets.split()}
     table = copies_table(pd.concat([runs, copies], ignore_index=True), mapping, name, p.inference.margin,
                          p.inference.alpha)
-    write_table(format_table(table), Path(plan.root) / "tables" / "copies_control",
-                f"Is a synthetic set better than as many real images, copied? (profile `{p.name}`, {name}; from "
-                f"{records}/runs.csv and {records}/{RECORD}.) `real copies (counts)`: real training images drawn "
-                "with replacement within each class to a set's class counts and added to the real split, trained "
-                "as the set's runs are (same size, so the same data order and steps for a seed, and the same class "
-                "prior). Rows: each control against real-only, then each set against its control (what its "
-                "synthetic images add beyond as many real copies), paired on (network, seed) under both "
-                f"inferences, Holm over the table per inference, verdicts against a {p.inference.margin:g}-point "
-                "margin as in paired.md.")
-    forest_plot(table, p.inference.margin, Path(plan.root) / "figures" / "copies_control.png")
-    shown = table[(table["inference"] == "pairs") & (table["metric"] == "acc")]
-    for r in shown.to_dict("records"):
-        print(f"{r['train set']} − {r['vs']}, accuracy over pairs: {r['mean']:+.2f} [{r['ci_low']:+.2f}, "
-              f"{r['ci_high']:+.2f}] ({r['verdict']})")
+    caption = (f"Is a synthetic set better than as many real images, copied? (profile `{p.name}`, {name}; from "
+               f"{records}/runs.csv and {records}/{RECORD}.) `real copies (counts)`: real training images drawn "
+               "with replacement within each class to a set's class counts and added to the real split, trained "
+               "as the set's runs are (same size, so the same data order and steps for a seed, and the same class "
+               "prior). Rows: each control against real-only, then each set against its control (what its "
+               "synthetic images add beyond as many real copies), paired on (network, seed) under both "
+               f"inferences, Holm over the table per inference, verdicts against a {p.inference.margin:g}-point "
+               "margin as in paired.md.")
+    lines = write_control(table, plan.root, "copies_control", caption, p.inference.margin)
+    print("\n".join(lines))
     print(f"wrote {plan.root}/tables/copies_control.md")
     return 0

@@ -1,4 +1,4 @@
-"""`mgdm prior-shift`: is a synthetic set's downstream gain its class prior? (mgdm.analysis.priors)
+"""`mgdm prior-shift`: is a synthetic set's downstream gain its class prior? (mgdm.analysis.controls)
 
 Gathers what the control needs into the profile's records (records/priors.npz: the real split's and each set's
 class counts, the test labels and every real-only run's test probabilities, 5-8 KB a run), then writes
@@ -19,7 +19,7 @@ def gather(config, plan, name: str) -> dict:
     """The control's record, from the profile's finished files (dataset, sets, real-only test predictions)."""
     import numpy as np
 
-    from mgdm.analysis.priors import class_counts
+    from mgdm.analysis.controls import class_counts
     from mgdm.files import read_npz
 
     data = read_npz(plan.dataset_file(name))
@@ -40,9 +40,8 @@ def gather(config, plan, name: str) -> dict:
 
 
 def main(a) -> int:
-    from mgdm.analysis.paired import format_table
-    from mgdm.analysis.priors import adjusted_label, check_against_runs, prior_table, priors
-    from mgdm.analysis.tables import forest_plot, read_runs, write_table
+    from mgdm.analysis.controls import adjusted_label, check_against_runs, prior_table, priors, write_control
+    from mgdm.analysis.tables import read_runs
     from mgdm.files import read_npz, write_npz
 
     config, plan, name = open_tool(a)
@@ -59,21 +58,17 @@ def main(a) -> int:
     p = config.profile
     table = prior_table(runs, record, name, p.inference.margin, p.inference.alpha)
     real = record["real_counts"] / record["real_counts"].sum()
-    write_table(format_table(table), Path(plan.root) / "tables" / "prior_shift",
-                f"Is a synthetic set's gain its class prior? (profile `{p.name}`, {name}; from {records}/runs.csv "
-                f"and {records}/{RECORD}.) `real (prior q)`: each real-only run's test probabilities moved by Bayes' "
-                f"rule from the real split's class frequencies ({'/'.join(f'{v:.3f}' for v in real)}) to q, those "
-                "of real + a set ("
-                + "; ".join(f"{s}: {adjusted_label(q)[12:-1]}" for s, q in priors(record).items())
-                + "), no retraining. Rows: each prior alone against real-only, then each set against the "
-                "real-only runs at its prior (what the set adds beyond its prior), paired on (network, seed) under "
-                "both inferences, Holm over the table per inference, verdicts against a "
-                f"{p.inference.margin:g}-point margin as in paired.md. AUC is left out: it ranks, and a prior acts "
-                "on the decision (for two classes the adjustment cannot move AUC at all).")
-    forest_plot(table, p.inference.margin, Path(plan.root) / "figures" / "prior_shift.png")
-    shown = table[(table["inference"] == "pairs") & (table["metric"] == "acc")]
-    for r in shown.to_dict("records"):
-        print(f"{r['train set']} − {r['vs']}, accuracy over pairs: {r['mean']:+.2f} [{r['ci_low']:+.2f}, "
-              f"{r['ci_high']:+.2f}] ({r['verdict']})")
+    caption = (f"Is a synthetic set's gain its class prior? (profile `{p.name}`, {name}; from {records}/runs.csv "
+               f"and {records}/{RECORD}.) `real (prior q)`: each real-only run's test probabilities moved by Bayes' "
+               f"rule from the real split's class frequencies ({'/'.join(f'{v:.3f}' for v in real)}) to q, those "
+               "of real + a set ("
+               + "; ".join(f"{s}: {adjusted_label(q)[12:-1]}" for s, q in priors(record).items())
+               + "), no retraining. Rows: each prior alone against real-only, then each set against the "
+               "real-only runs at its prior (what the set adds beyond its prior), paired on (network, seed) under "
+               "both inferences, Holm over the table per inference, verdicts against a "
+               f"{p.inference.margin:g}-point margin as in paired.md. AUC is left out: it ranks, and a prior acts "
+               "on the decision (for two classes the adjustment cannot move AUC at all).")
+    lines = write_control(table, plan.root, "prior_shift", caption, p.inference.margin)
+    print("\n".join(lines))
     print(f"wrote {plan.root}/tables/prior_shift.md")
     return 0
