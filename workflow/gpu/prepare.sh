@@ -9,13 +9,16 @@
 #   has torch, timm, numpy, pandas, scipy, scikit-learn, seaborn, huggingface-hub);
 # - .lease/results: the generator's files the profile's downstream jobs read (each dataset's split and the
 #   synthetic sets), copied from results/; run the generator's profile first, or `dvc pull` them.
-# NO_WHEELS=1 skips the wheels (a rehearsal on a machine that has every package).
+# NO_WHEELS=1 skips the wheels (a rehearsal on a machine that has every package). PYTHON: the interpreter that has
+# mgdm (default .venv/bin/python where it exists, else python3).
 set -euo pipefail
 profile=${1:-paper-downstream}
-py=${PYTHON:-python3}
-if [ -d .git ] && ! grep -qx '/.lease/' .git/info/exclude 2>/dev/null; then echo /.lease/ >> .git/info/exclude; fi
-rm -rf .lease
-mkdir -p .lease/whl .lease/results
+py=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}  # the README's venv
+if [ -d .git ] && ! grep -qxF '/.lease*/' .git/info/exclude 2>/dev/null; then echo '/.lease*/' >> .git/info/exclude; fi
+# made in .lease.tmp and renamed at the end: a failed prepare leaves no half .lease behind
+rm -rf .lease.tmp
+trap 'rm -rf .lease.tmp' EXIT
+mkdir -p .lease.tmp/whl .lease.tmp/results
 if [ -z "${NO_WHEELS:-}" ]; then
   pins=$($py -c "from importlib.metadata import version as v
 print(' '.join(f'{p}=={v(p)}' for p in ('pydantic', 'pydantic-core', 'annotated-types', 'typing-inspection',
@@ -23,7 +26,7 @@ print(' '.join(f'{p}=={v(p)}' for p in ('pydantic', 'pydantic-core', 'annotated-
   # shellcheck disable=SC2086
   $py -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    -d .lease/whl $pins
+    -d .lease.tmp/whl $pins
 fi
 # every file the profile's downstream jobs read, as the plan names them
 $py - "$profile" <<'PY'
@@ -42,8 +45,10 @@ missing = [f for f in files if not Path(f).exists()]
 if missing:
     sys.exit(f"prepare: {missing[0]}: not found ({len(missing)} files missing); run the profile's generator first")
 for f in files:
-    Path(".lease", f).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(f, Path(".lease", f))
+    Path(".lease.tmp", f).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(f, Path(".lease.tmp", f))
 print(f"prepare: {len(files)} files of profile {sys.argv[1]!r} in .lease/results")
 PY
+rm -rf .lease
+mv .lease.tmp .lease
 du -sh .lease
