@@ -7,7 +7,8 @@
 # 3. `mgdm benchmark --device cuda`: the grid trainer's step per network against the old loop's and the
 #    card's measured bf16 peak (bounded by BENCH_S seconds);
 # 4. `mgdm jobs`: the profile's downstream grid, a worker per network (bounded by JOBS_S seconds; groups not
-#    started by DEADLINE_MIN are left whole; runs already finished here, e.g. carried from an earlier lease, are skipped);
+#    started by DEADLINE_MIN are left whole; runs already finished here, e.g. carried from an earlier lease,
+#    are skipped);
 # 5. packs every finished run's metrics JSON and test predictions into $OUT/runs.tar.gz (not resume states).
 # Then, here: tar xzf runs.tar.gz && mgdm report --profile paper-downstream (README).
 # Settings: PROFILE (paper-downstream), DEVICE (cuda), WORKERS (10), BENCH_S (150), JOBS_S (420),
