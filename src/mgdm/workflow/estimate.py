@@ -121,13 +121,14 @@ def makespan(jobs: list[tuple[str, str | None, float, int, float]], cores: int) 
     ready once every job of the stages it reads from (of its dataset; all of them for a job of none) has
     finished. Stage-level dependencies: a job that reads one synthetic set waits for every set."""
     needs = stage_needs(list(dict.fromkeys(stage for stage, *_ in jobs)))
-    left = Counter((stage, dataset) for stage, dataset, *_ in jobs)
+    left = Counter((stage, dataset) for stage, dataset, *_ in jobs)  # unfinished jobs, per stage and dataset
+    left_any = Counter(stage for stage, *_ in jobs)  # and per stage, for a job of every dataset (the report)
     pending = sorted(range(len(jobs)), key=lambda i: (-jobs[i][4], -jobs[i][2]))
     running: list[tuple[float, int]] = []
     free, now = cores, 0.0
 
     def ready(stage, dataset):
-        return not any(n for (s, d), n in left.items() if s in needs[stage] and dataset in (None, d))
+        return not any(left_any[n] if dataset is None else left[n, dataset] for n in needs[stage])
 
     while pending or running:
         for i in list(pending):
@@ -139,6 +140,7 @@ def makespan(jobs: list[tuple[str, str | None, float, int, float]], cores: int) 
         now, i = heapq.heappop(running)
         free += min(jobs[i][3], cores)
         left[jobs[i][0], jobs[i][1]] -= 1
+        left_any[jobs[i][0]] -= 1
     return now
 
 
