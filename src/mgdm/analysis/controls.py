@@ -77,14 +77,18 @@ def prior_table(runs: pd.DataFrame, record: dict, dataset: str, margin: float = 
                          margin, alpha)
 
 
+def correct_string(probs: np.ndarray, labels: np.ndarray) -> str:
+    """Which test images a run got right, as runs.csv's `test_correct` holds it: '0'/'1' per image."""
+    return "".join("1" if c else "0" for c in np.asarray(probs).argmax(1) == labels)
+
+
 def check_against_runs(record: dict, runs: pd.DataFrame, dataset: str, source: str) -> None:
     """The record's real-only probabilities must be the runs' own: each run's argmax right where runs.csv says
     it was right (`test_correct`). Raises FileError naming the first run that differs."""
     real = runs[(runs["dataset"] == dataset) & (runs["train set"] == "real")]
     correct = {(r.network, int(r.seed)): r.test_correct for r in real.itertuples()}
     for network, seed, probs in zip(record["networks"], record["seeds"], record["probs"]):
-        got = "".join("1" if c else "0" for c in probs.argmax(1) == record["test_labels"])
-        if correct.get((str(network), int(seed))) != got:
+        if correct.get((str(network), int(seed))) != correct_string(probs, record["test_labels"]):
             raise FileError(f"{source}: real-only run {network} seed {seed} does not match the run records' "
                             f"test predictions (runs.csv): the record is from other runs")
 

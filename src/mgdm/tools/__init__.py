@@ -23,3 +23,12 @@ def open_dataset(plan, name: str):
     from mgdm.data.splits import Dataset
 
     return Dataset(plan.dataset_file(name))
+
+
+def set_class_counts(config, plan, name: str, classes: int) -> dict:
+    """{set: its images per class} of the profile's downstream sets on dataset `name`, from the sets' files."""
+    from mgdm.analysis.controls import class_counts
+    from mgdm.files import read_npz
+
+    return {s: class_counts(read_npz(plan.paths("sample", dataset=name, set=s)[f"{s}.npz"])["labels"], classes)
+            for s in config.downstream_sets()}

@@ -14,19 +14,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mgdm.tools import open_tool
+from mgdm.tools import open_tool, set_class_counts
 
 RECORD = "copies.csv"
 
 
 def controls(config, plan, name: str, classes: int) -> dict[str, tuple[list[int], list[str]]]:
     """{control label: (class counts, the sets with those counts)} of the profile's downstream sets."""
-    from mgdm.analysis.controls import class_counts, control_label
-    from mgdm.files import read_npz
+    from mgdm.analysis.controls import control_label
 
     out: dict[str, tuple[list[int], list[str]]] = {}
-    for s in config.downstream_sets():
-        counts = class_counts(read_npz(plan.paths("sample", dataset=name, set=s)[f"{s}.npz"])["labels"], classes)
+    for s, counts in set_class_counts(config, plan, name, classes).items():
         out.setdefault(control_label(counts), (counts.tolist(), []))[1].append(s)
     return out
 
@@ -76,6 +74,7 @@ def train(config, plan, name: str, networks: list[str], seeds: list[int], progre
 
 def gather(config, plan, name: str, found: dict) -> list[dict] | None:
     """One record per control run of the whole profile, or None while some have not run."""
+    from mgdm.analysis.controls import correct_string
     from mgdm.analysis.tables import GRADING
     from mgdm.classifiers.zoo import NETWORKS
     from mgdm.files import read_json, read_npz
@@ -94,7 +93,7 @@ def gather(config, plan, name: str, found: dict) -> list[dict] | None:
                              "set": label, "seed": seed, "epochs": p.downstream.epochs,
                              **{k: m.get(k) for k in GRADING},
                              **{k: m.get(k) for k in ("best_epoch", "n_real", "n_synthetic", "wall_s", "machine")},
-                             "test_correct": "".join("1" if c else "0" for c in f["probs"].argmax(1) == f["labels"]),
+                             "test_correct": correct_string(f["probs"], f["labels"]),
                              "threads": m.get("threads"), "for_sets": " ".join(sets)})
     return rows
 

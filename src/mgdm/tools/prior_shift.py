@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mgdm.tools import open_tool
+from mgdm.tools import open_tool, set_class_counts
 
 RECORD = "priors.npz"
 
@@ -24,9 +24,7 @@ def gather(config, plan, name: str) -> dict:
 
     data = read_npz(plan.dataset_file(name))
     classes = int(data["num_classes"])
-    sets = config.downstream_sets()
-    counts = [class_counts(read_npz(plan.paths("sample", dataset=name, set=s)[f"{s}.npz"])["labels"], classes)
-              for s in sets]
+    counts = set_class_counts(config, plan, name, classes)
     networks, seeds, probs = [], [], []
     for network in config.chosen("networks", None):
         for seed in config.chosen("seeds", None):
@@ -34,8 +32,8 @@ def gather(config, plan, name: str) -> dict:
             networks.append(network)
             seeds.append(seed)
             probs.append(f["probs"])
-    return {"real_counts": class_counts(data["train_labels"], classes), "sets": np.array(sets),
-            "set_counts": np.stack(counts), "test_labels": f["labels"], "networks": np.array(networks),
+    return {"real_counts": class_counts(data["train_labels"], classes), "sets": np.array(list(counts)),
+            "set_counts": np.stack(list(counts.values())), "test_labels": f["labels"], "networks": np.array(networks),
             "seeds": np.array(seeds), "probs": np.stack(probs)}
 
 
