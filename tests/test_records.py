@@ -175,3 +175,32 @@ def test_compare_runs_names_the_runs_a_rerun_changed(tmp_path):
     assert row["max Δ auc"] == "0.000" and row["same best epoch"] == "56"
     assert dict(zip(head, table["convnext_atto"]))["only in A"] == "1"
     assert all(dict(zip(head, r))["max Δ acc"] == "0.000" for n, r in table.items() if n != "densenet121")
+
+
+def test_compare_runs_against_a_downstream_table_counts_changes_outside_the_seed_spread(tmp_path):
+    """Known answers: a profile's records against its own downstream.md agree to the table's rounding; moving one
+    network's `none` runs 20 accuracy points (every seed: the seed sd stays) puts exactly that change outside."""
+    import pandas as pd
+
+    committed, cells = ROOT / "results/study/records/runs.csv", ROOT / "results/study/tables/downstream.md"
+    same = run(["mgdm", "compare-runs", str(committed), str(cells), "--out", str(tmp_path / "same")], ROOT)
+    assert "0 of 90 changes outside 2 sd" in same.stdout
+    rows = [[c.strip() for c in r.split("|")[1:-1]] for r in (tmp_path / "same.md").read_text().splitlines()
+            if r.startswith("| ")]
+    table = [dict(zip(rows[0], r)) for r in rows[1:]]
+    assert len(table) == 5 and all(r["seeds in both"] == "8" for r in table)
+    assert all(float(r[f"max Δ {m}"]) <= 0.05 for r in table for m in ("acc", "balanced_acc", "auc"))
+
+    runs = pd.read_csv(committed, dtype={"test_correct": str, "machine": str})
+    moved = (runs["network"] == "efficientnet_b0") & (runs["set"] == "none")
+    runs.loc[moved, "acc"] += 0.2
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    out = run(["mgdm", "compare-runs", str(tmp_path / "runs.csv"), str(cells)], ROOT).stdout
+    assert "1 of 90 changes outside 2 sd" in out
+    row = next(line for line in out.splitlines() if line.startswith("| efficientnet_b0"))
+    assert abs(float(row.split("|")[4]) - 20) <= 0.05 and row.rstrip(" |").endswith(" 1")  # the table rounds
+
+    (tmp_path / "bare.md").write_text("No seeds named.\n\n" + cells.read_text().split("\n\n", 1)[1])
+    bare = run(["mgdm", "compare-runs", str(committed), str(tmp_path / "bare.md")], ROOT, check=False)
+    assert bare.returncode == 2 and bare.stderr.strip() == (
+        f"mgdm: error: {tmp_path / 'bare.md'}: its caption names no seeds ('mean ± std over seeds [...]')")

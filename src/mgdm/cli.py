@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "by run: identical test predictions, largest metric differences, wall clock; e.g. "
                         "mgdm compare-runs results/study/records ../rerun/results/study/records")
     cr.add_argument("a", help="run records: a records/runs.csv, or the records folder holding it")
-    cr.add_argument("b", help="the other run records")
+    cr.add_argument("b", help="the other run records, or a downstream.md table (cell means over the seeds its "
+                    "caption names) for runs kept only as a table")
     cr.add_argument("--exact", action="store_true", help="exit 1 unless every run both hold is identical")
     cr.add_argument("--out", default=None, help="also write the comparison as OUT.md and OUT.tex")
     cr.set_defaults(func="mgdm.tools.compare_runs")

@@ -10,7 +10,9 @@
 #    started by DEADLINE_MIN are left whole; runs already finished here, e.g. carried from an earlier lease,
 #    are skipped);
 # 5. packs every finished run's metrics JSON and test predictions into $OUT/runs.tar.gz (not resume states).
-# Then, here: tar xzf runs.tar.gz && mgdm report --profile paper-downstream (README).
+# Then, here: git show HEAD:results/paper-downstream/tables/downstream.md > legacy.md (the first GPU runs' cells),
+# tar xzf runs.tar.gz && mgdm report --profile paper-downstream, and
+# mgdm compare-runs results/paper-downstream/records legacy.md (README).
 # Settings: PROFILE (paper-downstream), DEVICE (cuda), WORKERS (10), BENCH_S (150), JOBS_S (420),
 # DEADLINE_MIN (4), OUT (the device tool's; /tmp/lease-out elsewhere), PYTHON (python3).
 set -uo pipefail

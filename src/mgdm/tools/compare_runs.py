@@ -5,12 +5,21 @@ on another machine. Runs are matched on (dataset, network, set, seed); for each 
 have, how many only one has, how many got exactly the same test images right (`test_correct`, byte for byte),
 the largest difference of each grading metric in points, how many chose the same best epoch, and each side's
 median wall seconds (the machines may differ). `--exact` exits 1 unless every run both have is the same.
+
+B may instead be a downstream table (a downstream.md: each cell's mean ± sd over the seeds its caption names),
+for a profile whose earlier runs were kept only as that table (`paper-downstream`'s first GPU runs). Then each
+network is compared at the cell level on the seeds the table names: the largest difference of a cell's mean,
+and each set's paired change against real-only, A's against the table's. Two means of k seeds drawn from the
+same process differ in a paired change by sd * sqrt(2 / k), sd the seed-to-seed sd of a paired change (pooled
+over the network's sets, from A's runs on every seed it has); a change further apart than two of those is
+counted as outside the spread (about 5% of them by chance).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mgdm.analysis.tables import GRADING, read_runs, write_table
@@ -44,6 +53,35 @@ def compare(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def compare_legacy(runs: pd.DataFrame, cells: pd.DataFrame, seeds: list[int]) -> pd.DataFrame:
+    """One row per network both hold: A's runs against a downstream table's cells (means over `seeds`)."""
+    from mgdm.tools.legacy_networks import METRICS
+
+    rows = []
+    for net, legacy in cells.groupby("network", sort=False):
+        mine = runs[runs["network"] == net]
+        sets = [s for s in legacy["train set"] if s in set(mine["train set"])]
+        if not sets:
+            continue
+        legacy = legacy.set_index("train set")
+        shared = sorted(set(mine["seed"]) & set(seeds))  # A's means over the table's seeds it has
+        here = mine[mine["seed"].isin(shared)].groupby("train set")[list(METRICS)].mean()
+        row = {"network": net, "cells in both": len(sets), "seeds in both": len(shared)}
+        by_seed = mine.pivot_table(index="seed", columns="train set", values=list(METRICS))
+        changes = [s for s in sets if s != "real"] if "real" in sets else []
+        outside = 0
+        for m in METRICS:
+            row[f"max Δ {m}"] = 100 * (here.loc[sets, m] - legacy.loc[sets, m]).abs().max()
+            paired = by_seed[m][changes].sub(by_seed[m]["real"], axis=0)  # a run's change, seed by seed
+            sd = float(np.sqrt((paired.var(ddof=1)).mean())) if len(paired) > 1 else float("nan")
+            gap = paired.loc[shared].mean() - (legacy.loc[changes, m] - legacy.loc["real", m])
+            row[f"seed sd {m}"] = 100 * sd
+            outside += int((gap.abs() > 2 * sd * np.sqrt(1 / len(shared) + 1 / len(seeds))).sum())
+        row["changes"], row["outside 2 sd"] = len(changes) * len(METRICS), outside
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def identical(table: pd.DataFrame) -> bool:
     """Every run both have got the same test images right with the same metrics and best epoch."""
     same = table["same predictions"] == table["runs in both"]
@@ -53,19 +91,45 @@ def identical(table: pd.DataFrame) -> bool:
     return bool(same.all())
 
 
+def main_legacy(a) -> int:
+    from mgdm.tools.legacy_networks import network_means
+
+    file, table_file = runs_file(a.a), Path(a.b)
+    cells = network_means(table_file)
+    if not cells.attrs["seeds"]:
+        raise ConfigError(f"{table_file}: its caption names no seeds ('mean ± std over seeds [...]')")
+    table = compare_legacy(read_runs(file), cells, cells.attrs["seeds"])
+    if table.empty:
+        raise ConfigError(f"{file} and {table_file} share no network's cells")
+    caption = (f"Runs A = {file} against the cells of B = {table_file} (means over seeds {cells.attrs['seeds']}), "
+               "in points: max Δ, the largest difference of a cell's mean (A over the seeds both have); seed sd, "
+               "the seed-to-seed sd of a run's change against real-only (A, every seed, pooled over sets); "
+               "outside 2 sd: the changes against real-only (sets x metrics) where A's and B's means differ by more "
+               "than 2 sd x sqrt(1/k_A + 1/k_B).")
+    _show(table, caption, a.out, f"{int(table['outside 2 sd'].sum())} of {int(table['changes'].sum())} "
+          "changes outside 2 sd (about 5% expected by chance)")
+    return 0
+
+
+def _show(table: pd.DataFrame, caption: str, out: str | None, summary: str) -> None:
+    if out:
+        write_table(table, Path(out), caption)
+    cells = table.map(lambda v: f"{v:.3f}" if isinstance(v, float) else v)  # as write_table writes them
+    align = ["left"] + ["right"] * (len(cells.columns) - 1)
+    print(caption + "\n\n" + cells.to_markdown(index=False, disable_numparse=True, colalign=align))
+    print("\n" + summary)
+
+
 def main(a) -> int:
+    if Path(a.b).suffix == ".md":
+        return main_legacy(a)
     files = [runs_file(p) for p in (a.a, a.b)]
     table = compare(*(read_runs(f) for f in files))
     if table.empty:
         raise ConfigError(f"{files[0]} and {files[1]} hold no runs")
     caption = (f"Run by run: A = {files[0]}, B = {files[1]}; max Δ: the largest absolute difference, in points; "
                "a run is matched on dataset, network, set and seed.")
-    if a.out:
-        write_table(table, Path(a.out), caption)
-    cells = table.map(lambda v: f"{v:.3f}" if isinstance(v, float) else v)  # as write_table writes them
-    align = ["left"] + ["right"] * (len(cells.columns) - 1)
-    print(caption + "\n\n" + cells.to_markdown(index=False, disable_numparse=True, colalign=align))
     same = identical(table)
-    print(f"\n{int(table['runs in both'].sum())} runs in both; "
+    _show(table, caption, a.out, f"{int(table['runs in both'].sum())} runs in both; "
           + ("every one identical" if same else "not all identical"))
     return 1 if a.exact and not same else 0

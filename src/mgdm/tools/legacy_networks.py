@@ -9,6 +9,7 @@ interval over network means, df = networks - 1), so it can be recomputed from gi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -22,14 +23,19 @@ METRICS = ("acc", "balanced_acc", "auc")
 
 
 def network_means(path: Path) -> pd.DataFrame:
-    """Per-network means (fractions) of a committed downstream.md: network, train set, and METRICS."""
+    """Per-network means (fractions) of a committed downstream.md: network, train set, METRICS (the means)
+    and `<metric> sd` (the standard deviations over the seeds the caption names, `seeds` in df.attrs)."""
     if not path.exists():
         raise ConfigError(f"{path}: not found (the profile has no committed downstream table)")
-    lines = [line for line in path.read_text().split("\n\n", 1)[1].splitlines() if line.startswith("|")]
+    caption, body = path.read_text().split("\n\n", 1)
+    lines = [line for line in body.splitlines() if line.startswith("|")]
     cols = [c.strip() for c in lines[0].strip("|").split("|")]
     df = pd.DataFrame([[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]], columns=cols)
     for m in METRICS:
-        df[m] = df[m].str.split(" ").str[0].astype(float)
+        parts = df[m].str.split(" ± ", expand=True).astype(float)  # "mean ± sd", or a bare mean
+        df[m], df[f"{m} sd"] = parts[0], parts[1] if 1 in parts else float("nan")
+    seeds = re.search(r"over seeds \[([0-9, ]+)\]", caption)
+    df.attrs["seeds"] = [int(s) for s in seeds.group(1).split(",")] if seeds else None
     return df
 
 
