@@ -2,7 +2,9 @@
 
 import csv
 import io
+from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -213,7 +215,18 @@ def test_plan_costs_a_network_from_the_profiles_own_zoo_survey(tmp_path):
     assert "downstream cost of convnext_atto from the zoo survey" in from_record and cost == measured
     record.write_text(json.dumps({"dataset": "pneumoniamnist", "majority": 0.4,  # another dataset's survey
                                   "networks": [{"network": "convnext_atto", "s_per_epoch": 1000.0}]}))
-    assert minutes()[1] == constant
+    elsewhere, cost = minutes()
+    config = load(ROOT / "params.yaml", "study")
+    sizes = {d: Path(config.data_dir() or "/nonexistent") / config.dataset(d).file
+             for d in ("retinamnist", "pneumoniamnist")}
+    if all(p.exists() for p in sizes.values()):  # its cost per image there, priced on this dataset's images
+        n = {d: len(np.load(p)["train_labels"]) for d, p in sizes.items()}
+        per_epoch = 1000.0 * n["retinamnist"] / n["pneumoniamnist"]
+        c0 = 0.025 * n["retinamnist"]  # the ResNet-18 constant's epoch
+        assert cost - constant == pytest.approx((measured - constant) * (per_epoch - c0) / (1000.0 - c0), abs=0.2)
+        assert "per image from the zoo survey on another dataset (results/cpu on pneumoniamnist)" in elsewhere
+    else:  # its training split is not here to count: the constant
+        assert cost == constant and "another dataset" not in elsewhere
     # neither its own nor its generator's: another profile's survey of the same dataset, named
     other = tmp_path / "results/architectures/records/zoo.json"
     other.parent.mkdir(parents=True)
