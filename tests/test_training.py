@@ -49,6 +49,46 @@ def test_resumed_ddpm_training_equals_an_unbroken_run(discs, tmp_path, recipe, m
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_kill_between_a_state_and_its_json_copy_resumes_from_the_state(discs, tmp_path, monkeypatch):
+    """Known answer: the second state (step 4) is renamed into place and the kill comes before its JSON copy is,
+    so the JSON still says step 2. The step rides in the tensors' header: the rerun resumes at 4 and ends where
+    an unbroken run ends. (Read from the JSON, it resumed the step-4 weights at step 2, as the suite's random
+    kill of train-guidance-net once found.)"""
+    from mgdm.config import GuidanceNetConfig
+    from mgdm.files import read_training_info
+    from mgdm.guidance import train as guidance_train
+
+    cfg = GuidanceNetConfig(width=8, steps=6, batch_size=8, lr=1e-3, checkpoint_every=2, dropout=0.1)
+    ddpm = DDPMConfig(**CFG)
+    unbroken = guidance_train.train_guidance_net(discs, cfg, ddpm, tmp_path / "a" / "model.safetensors",
+                                                 progress=False)
+    states = []
+
+    def killed_before_the_second_json(path, step, *args, **kwargs):
+        sidecar = path.with_suffix(".json")
+        before = sidecar.read_text() if sidecar.exists() else None
+        save_training_state(path, step, *args, **kwargs)
+        states.append(step)
+        if len(states) == 2:
+            sidecar.write_text(before)  # the JSON copy of the step-2 state, as the kill left it
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(guidance_train, "save_training_state", killed_before_the_second_json)
+    with pytest.raises(KeyboardInterrupt):
+        guidance_train.train_guidance_net(discs, cfg, ddpm, tmp_path / "b" / "model.safetensors", progress=False)
+    resume = tmp_path / "b" / "resume.safetensors"
+    assert states == [2, 4] and '"step": 2' in resume.with_suffix(".json").read_text()
+    assert read_training_info(resume)["step"] == 4
+    monkeypatch.setattr(guidance_train, "save_training_state", save_training_state)
+    resumed = guidance_train.train_guidance_net(discs, cfg, ddpm, tmp_path / "b" / "model.safetensors",
+                                                progress=False)
+    assert resumed["metrics"]["resumed_from"] == 4
+    keys = [k for k in unbroken["metrics"] if k.startswith("val_acc")]
+    assert [resumed["metrics"][k] for k in keys] == [unbroken["metrics"][k] for k in keys]
+    a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_changed_settings_do_not_resume(discs, tmp_path):
     ddpm_train.train_ddpm(discs, DDPMConfig(**CFG), tmp_path / "model.safetensors", progress=False)
     result = ddpm_train.train_ddpm(discs, DDPMConfig(**{**CFG, "lr": 5e-4}), tmp_path / "model.safetensors", progress=False)

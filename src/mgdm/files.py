@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 
@@ -24,6 +25,7 @@ class FileError(ValueError):
 
 UMASK = os.umask(0)
 os.umask(UMASK)
+STATE_KEY = "mgdm.training_state"  # a resume state's step and settings, in its safetensors header
 
 
 @contextmanager
@@ -155,11 +157,29 @@ def save_training_state(path: str | Path, step: int, modules: dict[str, torch.nn
     tensors["rng.cpu"] = torch.get_rng_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         tensors.update({f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    info = {"step": step, "param_groups": opt["param_groups"], "optimizer_scalars": scalars, **meta, **(extra or {})}
     path = Path(path)
+    # the step and the rest ride in the tensors' own header, so one rename commits the whole state: a kill
+    # between this file and its JSON copy (for people) cannot pair new tensors with an older step
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp))
-    write_json(path.with_suffix(".json"), {"step": step, "param_groups": opt["param_groups"],
-                                           "optimizer_scalars": scalars, **meta, **(extra or {})})
+        save_file(tensors, str(tmp), metadata={STATE_KEY: json.dumps(info, sort_keys=True)})
+    write_json(path.with_suffix(".json"), info)
+
+
+def read_training_info(path: str | Path) -> dict:
+    """The step, optimizer settings, `meta` and `extra` of a state written by `save_training_state`: from the
+    tensors file's header (its JSON copy for states written before the header held them); {} without either."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), "pt") as f:
+            header = (f.metadata() or {}).get(STATE_KEY)
+    except FileNotFoundError:
+        return {}
+    except Exception as err:  # a bad header or a short file
+        raise FileError(f"{path}: not a readable safetensors checkpoint ({str(err).splitlines()[0]})") from None
+    if header is not None:
+        return json.loads(header)
+    return read_json(path.with_suffix(".json")) if path.with_suffix(".json").exists() else {}
 
 
 def load_training_state(path: str | Path, modules: dict[str, torch.nn.Module],
@@ -170,9 +190,9 @@ def load_training_state(path: str | Path, modules: dict[str, torch.nn.Module],
     mix two runs.
     """
     path = Path(path)
-    if not path.exists() or not path.with_suffix(".json").exists():
+    info = read_training_info(path) if path.exists() else {}
+    if not info:
         return 0
-    info = read_json(path.with_suffix(".json"))
     if any(info.get(k) != v for k, v in json.loads(json.dumps(meta)).items()):
         print(f"{path}: written under other settings; starting afresh")
         return 0

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from mgdm.classifiers.grading import device_auc
 from mgdm.classifiers.zoo import SmallImageNet, create_network
 from mgdm.config import ClassifierTraining
-from mgdm.files import load_training_state, read_json, save_training_state
+from mgdm.files import load_training_state, read_training_info, save_training_state
 
 
 @torch.no_grad()
@@ -98,7 +98,7 @@ def _start(network: str, run: Run, num_classes: int, cfg: ClassifierTraining, de
         live.epoch = live.resumed_from = load_training_state(run.resume_path, {"model": model, "best": best},
                                                              opt, meta)
         if live.epoch:
-            info = read_json(Path(run.resume_path).with_suffix(".json"))
+            info = read_training_info(run.resume_path)
             sched.load_state_dict(info["scheduler"])
             live.history, live.best_score, live.best_epoch = info["history"], info["best_score"], info["best_epoch"]
             live.seconds = info.get("train_s", 0.0)

@@ -23,7 +23,7 @@ from mgdm.config import DDPMConfig
 from mgdm.data.normalization import Normalization, encode_split
 from mgdm.data.splits import Dataset
 from mgdm.diffusion.unet import make_unet, scheduler_config, train_scheduler, unet_config
-from mgdm.files import load_training_state, read_json, save_model, save_training_state
+from mgdm.files import load_training_state, read_training_info, save_model, save_training_state
 from mgdm.training import LossHistory, batch_generator, draw_indices, draw_weights, ema_update
 
 Probe = Callable[[torch.nn.Module, dict, Normalization], dict]
@@ -70,7 +70,7 @@ def train_ddpm(dataset: Dataset, cfg: DDPMConfig, out_path: str | Path, seed: in
     probes: dict[str, list] = {}
     if start:
         print(f"resuming from {resume_path} at step {start}")
-        probes = read_json(resume_path.with_suffix(".json")).get("probes", {})
+        probes = read_training_info(resume_path).get("probes", {})
         with warnings.catch_warnings():  # the schedule is a function of the step: fast-forward it
             warnings.simplefilter("ignore")
             for _ in range(start):
