@@ -134,3 +134,21 @@ def test_the_fused_ema_update_equals_one_lerp_per_parameter():
                                                                                       model.parameters())]
     ema_update(ema, model, 0.999, 5)
     assert all(torch.equal(e, x) for e, x in zip(ema.parameters(), expected))  # bit for bit
+
+
+def test_loading_a_resume_state_clears_what_a_kill_mid_write_left_beside_it(tmp_path):
+    """A kill inside the state's write leaves its temporary file (`.resume.safetensors.<random>.safetensors`); the
+    state is no declared output, so the job clears it when it loads the state, as the suite's random kill of
+    train-baseline found (the rerun left the temporary behind). Nothing else in the folder is touched."""
+    from mgdm.files import atomic_path, load_training_state
+
+    net = torch.nn.Linear(2, 2)
+    opt = torch.optim.AdamW(net.parameters())
+    state = tmp_path / "seed0.resume.safetensors"
+    save_training_state(state, 3, {"net": net}, opt, {"seed": 0})
+    killed = atomic_path(state)  # the next write, stopped inside the block: never renamed
+    killed.__enter__().write_bytes(b"half a state")
+    others = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
+    assert len(list(tmp_path.glob(".seed0.resume.safetensors.*.safetensors"))) == 1
+    assert load_training_state(state, {"net": net}, opt, {"seed": 0}) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == others == ["seed0.resume.json", "seed0.resume.safetensors"]

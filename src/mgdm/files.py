@@ -6,6 +6,7 @@ leaves a half file that a workflow manager would take for a finished one.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 
 class FileError(ValueError):
@@ -42,6 +43,19 @@ def atomic_path(path: str | Path):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_temporaries(paths) -> list[Path]:
+    """Delete what a killed writer left beside `paths`: `atomic_path`'s temporary files
+    (`.<name>.<random><suffix>`), which a SIGKILL between creating one and renaming it leaves behind."""
+    removed = []
+    for path in map(Path, paths):
+        if path.parent.is_dir():
+            for tmp in path.parent.glob(f".{glob.escape(path.name)}.*{glob.escape(path.suffix)}"):
+                if tmp.is_file():
+                    tmp.unlink()
+                    removed.append(tmp)
+    return removed
 
 
 def check_writable(paths) -> None:
@@ -115,7 +129,7 @@ def save_model(path: str | Path, model: torch.nn.Module, config: dict) -> None:
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp))
+        tmp.write_bytes(save(state))  # bytes, not save_file: it writes through a .tmpXXXXXX of its own
     write_json(path.with_suffix(".json"), config)
 
 
@@ -162,7 +176,7 @@ def save_training_state(path: str | Path, step: int, modules: dict[str, torch.nn
     # the step and the rest ride in the tensors' own header, so one rename commits the whole state: a kill
     # between this file and its JSON copy (for people) cannot pair new tensors with an older step
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={STATE_KEY: json.dumps(info, sort_keys=True)})
+        tmp.write_bytes(save(tensors, metadata={STATE_KEY: json.dumps(info, sort_keys=True)}))
     write_json(path.with_suffix(".json"), info)
 
 
@@ -190,6 +204,7 @@ def load_training_state(path: str | Path, modules: dict[str, torch.nn.Module],
     mix two runs.
     """
     path = Path(path)
+    remove_temporaries([path, path.with_suffix(".json")])  # a kill mid-write of the state this job keeps
     info = read_training_info(path) if path.exists() else {}
     if not info:
         return 0

@@ -6,7 +6,6 @@ job's outputs and exit non-zero."""
 from __future__ import annotations
 
 import argparse
-import glob
 import importlib
 import json
 import os
@@ -101,21 +100,8 @@ def _fail(err: BaseException, stage: str, outputs: list[str]) -> int:
     raise err
 
 
-def remove_stale_temporaries(paths) -> list[Path]:
-    """Delete what a killed attempt left beside a job's outputs: `atomic_path`'s temporary files
-    (`.<name>.<random><suffix>`), which a SIGKILL between creating one and renaming it leaves behind."""
-    removed = []
-    for path in map(Path, paths):
-        if path.parent.is_dir():
-            for tmp in path.parent.glob(f".{glob.escape(path.name)}.*{glob.escape(path.suffix)}"):
-                if tmp.is_file():
-                    tmp.unlink()
-                    removed.append(tmp)
-    return removed
-
-
 def run_stage(stage: str, a: argparse.Namespace) -> int:
-    from mgdm.files import check_writable
+    from mgdm.files import check_writable, remove_temporaries
 
     config, plan = _load(a)
     wildcards, outputs = job_outputs(stage, a, config, plan)
@@ -126,7 +112,7 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
     start = time.time()
     try:
         check_writable(outputs)  # before work starts, not after an hour of training
-        remove_stale_temporaries(outputs)
+        remove_temporaries(outputs)
         result = importlib.import_module(STAGES[stage].module).main(config, plan, a)
         _finish(stage, a, config, plan, wildcards, result, start, time.time() - start)
     except BaseException as err:
@@ -150,7 +136,7 @@ def train_together(config, plan: Plan, jobs: list[tuple[str, argparse.Namespace]
 def run_group(jobs: list[tuple[str, argparse.Namespace]]) -> int:
     """`train_together` for `mgdm jobs`, with a stage's checks and failure handling: on failure the jobs that
     had not finished are removed (the finished ones are whole, and a rerun skips them)."""
-    from mgdm.files import check_writable
+    from mgdm.files import check_writable, remove_temporaries
 
     config, plan = _load(jobs[0][1])  # one group: one params file, profile and device
     outputs = [job_outputs(stage, a, config, plan)[1] for stage, a in jobs]
@@ -162,7 +148,7 @@ def run_group(jobs: list[tuple[str, argparse.Namespace]]) -> int:
     done: set[int] = set()
     try:
         check_writable(every)
-        remove_stale_temporaries(every)
+        remove_temporaries(every)
         main_group = importlib.import_module(STAGES["train_baseline"].module).main_group  # stages sit above workflow
         train_together(config, plan, jobs, main_group, finished=done.add)
     except BaseException as err:
