@@ -151,7 +151,7 @@ def test_the_sample_stage_plans_its_labels_and_none_ignores_the_guidance_net():
 
 def test_a_job_clears_the_temporary_files_a_killed_writer_left_and_nothing_else(tmp_path):
     from mgdm.files import atomic_path
-    from mgdm.files import remove_temporaries as remove_stale_temporaries
+    from mgdm.files import remove_temporaries
 
     out = tmp_path / "samples" / "entropy-s2.npz"
     killed = atomic_path(out)  # a writer stopped inside the block: its temporary file is never renamed
@@ -163,6 +163,6 @@ def test_a_job_clears_the_temporary_files_a_killed_writer_left_and_nothing_else(
     for p in others[::2] + others[3:]:
         p.write_text("kept")
     assert tmp.name.startswith(".entropy-s2.npz.") and tmp.suffix == ".npz"
-    assert remove_stale_temporaries([out, out.parent / "entropy-s2.json"]) == [tmp]
+    assert remove_temporaries([out, out.parent / "entropy-s2.json"]) == [tmp]
     assert not tmp.exists() and all(p.exists() for p in others)
-    assert remove_stale_temporaries([out]) == []
+    assert remove_temporaries([out]) == []

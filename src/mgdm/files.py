@@ -107,6 +107,11 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
         raise FileError(f"{path}: not a readable .npz file ({why})") from None
 
 
+def unreadable_checkpoint(path, err: Exception) -> FileError:
+    """The one-line error for a file safetensors cannot read (its own error types: a bad header, a short file)."""
+    return FileError(f"{path}: not a readable safetensors checkpoint ({str(err).splitlines()[0]})")
+
+
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     """Return the tensors of a safetensors file; anything else (a pickle, a truncated or empty file) raises
     a one-line FileError naming it. Nothing is ever unpickled."""
@@ -114,8 +119,16 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except FileNotFoundError:
         raise
-    except Exception as err:  # safetensors raises its own error types for a bad header or a short file
-        raise FileError(f"{path}: not a readable safetensors checkpoint ({str(err).splitlines()[0]})") from None
+    except Exception as err:
+        raise unreadable_checkpoint(path, err) from None
+
+
+def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
+    """Write `tensors` (and string `metadata`) as safetensors, atomically. Serialised to bytes, not with
+    save_file: it writes through a temporary file of its own, which a kill would leave beside the outputs
+    under a name no job can tell is its own."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(save(tensors, metadata=metadata))
 
 
 def write_npz(path: str | Path, **arrays) -> None:
@@ -128,8 +141,7 @@ def save_model(path: str | Path, model: torch.nn.Module, config: dict) -> None:
     """Write `model`'s weights as safetensors and `config` as JSON beside it (same stem)."""
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(save(state))  # bytes, not save_file: it writes through a .tmpXXXXXX of its own
+    write_safetensors(path, state)
     write_json(path.with_suffix(".json"), config)
 
 
@@ -175,8 +187,7 @@ def save_training_state(path: str | Path, step: int, modules: dict[str, torch.nn
     path = Path(path)
     # the step and the rest ride in the tensors' own header, so one rename commits the whole state: a kill
     # between this file and its JSON copy (for people) cannot pair new tensors with an older step
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(save(tensors, metadata={STATE_KEY: json.dumps(info, sort_keys=True)}))
+    write_safetensors(path, tensors, {STATE_KEY: json.dumps(info, sort_keys=True)})
     write_json(path.with_suffix(".json"), info)
 
 
@@ -189,8 +200,8 @@ def read_training_info(path: str | Path) -> dict:
             header = (f.metadata() or {}).get(STATE_KEY)
     except FileNotFoundError:
         return {}
-    except Exception as err:  # a bad header or a short file
-        raise FileError(f"{path}: not a readable safetensors checkpoint ({str(err).splitlines()[0]})") from None
+    except Exception as err:
+        raise unreadable_checkpoint(path, err) from None
     if header is not None:
         return json.loads(header)
     return read_json(path.with_suffix(".json")) if path.with_suffix(".json").exists() else {}
@@ -205,7 +216,7 @@ def load_training_state(path: str | Path, modules: dict[str, torch.nn.Module],
     """
     path = Path(path)
     remove_temporaries([path, path.with_suffix(".json")])  # a kill mid-write of the state this job keeps
-    info = read_training_info(path) if path.exists() else {}
+    info = read_training_info(path)
     if not info:
         return 0
     if any(info.get(k) != v for k, v in json.loads(json.dumps(meta)).items()):

@@ -127,9 +127,9 @@ def control_table(runs: pd.DataFrame, controls: dict[str, str], metrics, dataset
     return paired.adjust(pd.DataFrame(rows), margin, alpha)
 
 
-def write_control(table: pd.DataFrame, root, stem: str, caption: str, margin: float) -> list[str]:
-    """The control's table (markdown, LaTeX) and forest plot under `root`; returns its accuracy rows over pairs,
-    one line each, to print."""
+def write_control(table: pd.DataFrame, root, stem: str, caption: str, margin: float) -> None:
+    """The control's table (markdown, LaTeX) and forest plot under `root`; prints its accuracy rows over pairs,
+    one line each, and what it wrote."""
     from pathlib import Path
 
     from mgdm.analysis.tables import forest_plot, write_table
@@ -137,5 +137,7 @@ def write_control(table: pd.DataFrame, root, stem: str, caption: str, margin: fl
     write_table(paired.format_table(table), Path(root) / "tables" / stem, caption)
     forest_plot(table, margin, Path(root) / "figures" / f"{stem}.png")
     shown = table[(table["inference"] == "pairs") & (table["metric"] == "acc")]
-    return [f"{r['train set']} − {r['vs']}, accuracy over pairs: {r['mean']:+.2f} [{r['ci_low']:+.2f}, "
-            f"{r['ci_high']:+.2f}] ({r['verdict']})" for r in shown.to_dict("records")]
+    for r in shown.to_dict("records"):
+        print(f"{r['train set']} − {r['vs']}, accuracy over pairs: {r['mean']:+.2f} [{r['ci_low']:+.2f}, "
+              f"{r['ci_high']:+.2f}] ({r['verdict']})")
+    print(f"wrote {root}/tables/{stem}.md")

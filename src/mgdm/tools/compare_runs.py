@@ -60,7 +60,8 @@ def compare_legacy(runs: pd.DataFrame, cells: pd.DataFrame, seeds: list[int]) ->
     rows = []
     for net, legacy in cells.groupby("network", sort=False):
         mine = runs[runs["network"] == net]
-        sets = [s for s in legacy["train set"] if s in set(mine["train set"])]
+        have = set(mine["train set"])
+        sets = [s for s in legacy["train set"] if s in have]
         if not sets:
             continue
         legacy = legacy.set_index("train set")

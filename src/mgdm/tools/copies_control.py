@@ -131,7 +131,5 @@ def main(a) -> int:
                "synthetic images add beyond as many real copies), paired on (network, seed) under both "
                f"inferences, Holm over the table per inference, verdicts against a {p.inference.margin:g}-point "
                "margin as in paired.md.")
-    lines = write_control(table, plan.root, "copies_control", caption, p.inference.margin)
-    print("\n".join(lines))
-    print(f"wrote {plan.root}/tables/copies_control.md")
+    write_control(table, plan.root, "copies_control", caption, p.inference.margin)
     return 0

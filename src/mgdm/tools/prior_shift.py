@@ -66,7 +66,5 @@ def main(a) -> int:
                "both inferences, Holm over the table per inference, verdicts against a "
                f"{p.inference.margin:g}-point margin as in paired.md. AUC is left out: it ranks, and a prior acts "
                "on the decision (for two classes the adjustment cannot move AUC at all).")
-    lines = write_control(table, plan.root, "prior_shift", caption, p.inference.margin)
-    print("\n".join(lines))
-    print(f"wrote {plan.root}/tables/prior_shift.md")
+    write_control(table, plan.root, "prior_shift", caption, p.inference.margin)
     return 0

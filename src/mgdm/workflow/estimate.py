@@ -88,18 +88,20 @@ def network_costs(plan: Plan, dataset: str, n_train: int) -> tuple[dict[str, flo
     roots = [*sorted({str(r.parents[1]) for r in Path(plan.root).parent.glob(f"*/{ZOO_RECORD}")} - set(own)), *own]
     cfg = plan.config
     size = cfg.dataset(dataset).image_size
+    networks = cfg.profile.downstream.networks
     costs, source = {}, {}
-    for other in [d for d in cfg.params.datasets if d != dataset and cfg.dataset(d).image_size == size]:
-        counted = dataset_size(cfg.dataset(other), cfg.data_dir())
-        for root in roots if counted else []:
-            found = {n: c / counted[0] for n, c in survey_costs(root, other).items()}
-            costs.update(found)
-            source.update(dict.fromkeys(found, f"{root} on {other}"))
-    for root in roots:  # each survey read once; the later wins, and this dataset's over another's
+    for root in roots:  # each survey read once; the later wins
         found = {n: c / n_train for n, c in survey_costs(root, dataset).items()}
         costs.update(found)
         source.update(dict.fromkeys(found, root))
-    networks = cfg.profile.downstream.networks
+    missing = set(networks) - set(costs)  # other datasets' surveys (and their splits) are read only for these
+    others = [d for d in cfg.params.datasets if d != dataset and cfg.dataset(d).image_size == size] if missing else []
+    for other in others:
+        counted = dataset_size(cfg.dataset(other), cfg.data_dir())
+        for root in roots if counted else []:
+            found = {n: c / counted[0] for n, c in survey_costs(root, other).items() if n in missing}
+            costs.update(found)
+            source.update(dict.fromkeys(found, f"{root} on {other}"))
     return ({n: costs.get(n, CLASSIFIER_IMAGE_EPOCH_S * size ** 2) for n in networks},
             {n: source[n] for n in networks if n in costs})
 
@@ -199,9 +201,10 @@ def estimate(plan: Plan, data_dir: str | None = None, cores: int = 2) -> str:
             elsewhere = sorted({source[n] for n in here} - {plan.generator.root, plan.root})
             notes.append(f"{d}: downstream cost of {', '.join(here)} from the zoo survey"
                          + (f" ({', '.join(elsewhere)}: another profile's)" if elsewhere else ""))
-        if len(here) < len(source):
-            notes.append(f"{d}: downstream cost of {', '.join(n for n in source if n not in here)} per image from "
-                         f"the zoo survey on another dataset ({', '.join(sorted(set(source.values()) - set(source[n] for n in here)))})")
+        there = [n for n in source if n not in here]
+        if there:
+            notes.append(f"{d}: downstream cost of {', '.join(there)} per image from the zoo survey on another "
+                         f"dataset ({', '.join(sorted({source[n] for n in there}))})")
         epochs, seeds = p.downstream.epochs, p.downstream.seeds
         for n, cost in image_epoch_s.items():
             runs = [("train_baseline", epochs * n_train * cost)] + [
