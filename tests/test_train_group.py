@@ -69,7 +69,6 @@ def test_a_runs_key_follows_what_its_result_depends_on_and_nothing_else(tmp_path
     from mgdm.workflow.runner import job_args
 
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "src").symlink_to(ROOT / "src")  # the training code, tracked as the workflow tracks it
     params = tmp_path / "params.yaml"
     params.write_text((ROOT / "params.yaml").read_text())
     plan = Plan(load(params, "smoke"), str(params))
@@ -105,6 +104,39 @@ def test_a_runs_key_follows_what_its_result_depends_on_and_nothing_else(tmp_path
     assert key() == first
 
 
+def test_a_runs_key_digests_the_code_that_trains_not_the_workdirs_src(tmp_path, monkeypatch):
+    """A workdir may be another version's checkout (an older worktree holding a study's files, run with this
+    package): its src/ neither trains nor keys. The key follows the running package's sources."""
+    import shutil
+
+    from mgdm.stages.train_group import run_key
+    from mgdm.workflow import sources
+    from mgdm.workflow.runner import job_args
+
+    monkeypatch.chdir(tmp_path)
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    plan = Plan(load(params, "smoke"), str(params))
+    (tmp_path / plan.dataset_file("discs")).parent.mkdir(parents=True)
+    (tmp_path / plan.dataset_file("discs")).write_bytes(b"images")
+    w = {"dataset": "discs", "network": "convnext_atto", "seed": 0}
+
+    def key():
+        sources.stage_sources.cache_clear()
+        return run_key(plan.config, plan, "train_baseline", job_args(str(params), "smoke", "train_baseline", w))
+
+    first = key()  # no src/ here: the package's own
+    shutil.copytree(ROOT / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    assert key() == first  # the same code, named as in a checkout: the keys a checkout made stay valid
+    (tmp_path / "src/mgdm/classifiers/train.py").write_text("# another version\n")
+    assert key() == first
+    monkeypatch.setattr(sources, "package_root", lambda: tmp_path / "src")  # now that version trains
+    assert key() != first
+    (tmp_path / "src/mgdm/classifiers/train.py").write_text((ROOT / "src/mgdm/classifiers/train.py").read_text())
+    assert key() == first
+    sources.stage_sources.cache_clear()
+
+
 def two_runs_killed_in_the_second(tmp_path, monkeypatch):
     """A smoke plan in tmp_path with a real-only and a `none` run of convnext_atto, and a stand-in for the group's
     training that writes the first run's files, hands it back and dies in the second. Returns (plan, jobs)."""
@@ -112,7 +144,6 @@ def two_runs_killed_in_the_second(tmp_path, monkeypatch):
     from mgdm.workflow.runner import job_args, job_outputs
 
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "src").symlink_to(ROOT / "src")
     params = tmp_path / "params.yaml"
     params.write_text((ROOT / "params.yaml").read_text())
     plan = Plan(load(params, "smoke"), str(params))

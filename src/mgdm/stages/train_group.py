@@ -46,18 +46,22 @@ def run_key(config, plan, stage: str, a: argparse.Namespace) -> str:
     from importlib.metadata import version
 
     from mgdm.machine import cpu_threads
-    from mgdm.workflow.sources import stage_sources
+    from mgdm.workflow.sources import SOURCE_ROOT, package_root, stage_sources
     from mgdm.workflow.stages import STAGES
 
     wildcards = {k: str(getattr(a, k)) for k in STAGES[stage].matrix}
     files = [plan.dataset_file(a.dataset)]
     if stage == "train_classifier":
         files.append(plan.paths("sample", dataset=a.dataset, set=a.set)[f"{a.set}.npz"])
-    code = stage_sources().get(stage, [])  # none where the package is installed: its version then
+    # the code that trains, wherever the process started (a workdir's src/ may be another version's), named as
+    # in a checkout (src/mgdm/...); none where the modules are not files (a zipped install): the version then
+    root = package_root()
+    code = {(SOURCE_ROOT / Path(f).relative_to(root)).as_posix(): _digest(f)
+            for f in stage_sources(str(root)).get(stage, [])}
     what = {"stage": stage, **wildcards, "settings": plan.settings(stage, **wildcards),
             "device": config.profile.device, "threads": cpu_threads(config.profile.device),
             "version": None if code else version("mgdm"),
-            "files": [_digest(f) for f in files], "code": {f: _digest(f) for f in code}}
+            "files": [_digest(f) for f in files], "code": code}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:20]
 
 

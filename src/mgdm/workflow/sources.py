@@ -20,7 +20,16 @@ GLUE = frozenset({"mgdm.cli", "mgdm.config"})
 def is_glue(module: str) -> bool:
     """The CLI, the config schema and the DAG's glue (mgdm.workflow: stage table, plan, runner, tracking)."""
     return module in GLUE or module == "mgdm.workflow" or module.startswith("mgdm.workflow.")
+
+
 SOURCE_ROOT = Path("src")  # the checkout's layout: the workflow's code as <workdir>/src/mgdm/...
+
+
+def package_root() -> Path:
+    """Where the running mgdm's modules are: a checkout's src/ for an editable install, else site-packages."""
+    import mgdm
+
+    return Path(mgdm.__file__).parent.parent
 
 
 def module_file(root: Path, module: str) -> Path | None:
