@@ -27,9 +27,7 @@ SOURCE_ROOT = Path("src")  # the checkout's layout: the workflow's code as <work
 
 def package_root() -> Path:
     """Where the running mgdm's modules are: a checkout's src/ for an editable install, else site-packages."""
-    import mgdm
-
-    return Path(mgdm.__file__).parent.parent
+    return Path(__file__).resolve().parents[2]  # <root>/mgdm/workflow/sources.py
 
 
 def module_file(root: Path, module: str) -> Path | None:
