@@ -64,18 +64,25 @@ def test_snakemake_trains_a_network_in_one_job_and_retrains_only_the_runs_that_a
     assert "Nothing to be done" in res.stdout + res.stderr
 
 
-def test_a_runs_key_follows_what_its_result_depends_on_and_nothing_else(tmp_path, monkeypatch):
-    from mgdm.stages.train_group import run_key
-    from mgdm.workflow.runner import job_args
-
+def smoke_workdir(tmp_path, monkeypatch) -> tuple[Path, Plan]:
+    """tmp_path as the workdir of a smoke plan, with stand-in bytes for its data and its `none` set; returns
+    (params.yaml, plan)."""
     monkeypatch.chdir(tmp_path)
     params = tmp_path / "params.yaml"
     params.write_text((ROOT / "params.yaml").read_text())
     plan = Plan(load(params, "smoke"), str(params))
-    samples = plan.paths("sample", dataset="discs", set="none")["none.npz"]
-    for path in (plan.dataset_file("discs"), samples):
+    for path in (plan.dataset_file("discs"), plan.paths("sample", dataset="discs", set="none")["none.npz"]):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_bytes(b"images")
+    return params, plan
+
+
+def test_a_runs_key_follows_what_its_result_depends_on_and_nothing_else(tmp_path, monkeypatch):
+    from mgdm.stages.train_group import run_key
+    from mgdm.workflow.runner import job_args
+
+    params, plan = smoke_workdir(tmp_path, monkeypatch)
+    samples = plan.paths("sample", dataset="discs", set="none")["none.npz"]
 
     def key(stage="train_classifier", **wildcards):
         plan = Plan(load(params, "smoke"), str(params))  # as params.yaml now says
@@ -113,12 +120,7 @@ def test_a_runs_key_digests_the_code_that_trains_not_the_workdirs_src(tmp_path, 
     from mgdm.workflow import sources
     from mgdm.workflow.runner import job_args
 
-    monkeypatch.chdir(tmp_path)
-    params = tmp_path / "params.yaml"
-    params.write_text((ROOT / "params.yaml").read_text())
-    plan = Plan(load(params, "smoke"), str(params))
-    (tmp_path / plan.dataset_file("discs")).parent.mkdir(parents=True)
-    (tmp_path / plan.dataset_file("discs")).write_bytes(b"images")
+    params, plan = smoke_workdir(tmp_path, monkeypatch)
     w = {"dataset": "discs", "network": "convnext_atto", "seed": 0}
 
     def key():
@@ -143,13 +145,7 @@ def two_runs_killed_in_the_second(tmp_path, monkeypatch):
     from mgdm.stages import StageResult, train_baseline
     from mgdm.workflow.runner import job_args, job_outputs
 
-    monkeypatch.chdir(tmp_path)
-    params = tmp_path / "params.yaml"
-    params.write_text((ROOT / "params.yaml").read_text())
-    plan = Plan(load(params, "smoke"), str(params))
-    for path in (plan.dataset_file("discs"), plan.paths("sample", dataset="discs", set="none")["none.npz"]):
-        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / path).write_bytes(b"images")
+    params, plan = smoke_workdir(tmp_path, monkeypatch)
     w = {"dataset": "discs", "network": "convnext_atto", "seed": 0}
     jobs = [(stage, job_args(str(params), "smoke", stage, {**w, **extra}, progress=False, no_mlflow=True))
             for stage, extra in (("train_baseline", {}), ("train_classifier", {"set": "none"}))]
