@@ -162,8 +162,9 @@ def grouped_params(path: Path, **downstream) -> Path:
 
 
 def stage_of(dvc_stage: str) -> str:
-    """The stage-table stage behind a DVC stage name: `sample_entropy@discs-2` -> `sample`."""
+    """The stage-table stage behind a DVC stage name: `sample_entropy@discs-2` and
+    `sample_entropy_redrawn@discs-2-1` -> `sample`."""
     from mgdm.workflow.stages import STAGES
 
-    name = dvc_stage.split("@")[0]
+    name = dvc_stage.split("@")[0].removesuffix("_redrawn")
     return name if name in STAGES else name.rsplit("_", 1)[0]

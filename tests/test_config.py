@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from mgdm.config import ConfigError, load, parse_set_name, resolve, set_multiple, set_name
+from mgdm.config import ConfigError, load, parse_set_name, resolve, set_draw, set_multiple, set_name
 
 RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
 
@@ -19,7 +19,8 @@ def test_every_profile_validates(profile):
     for name in config.sample_sets():  # every set's name says its guidance, scale and size, and back
         guidance, scale = parse_set_name(name)
         assert scale in [float(v) for v in config.profile.sampling.scales[guidance]]
-        assert name in (set_name(guidance, v, set_multiple(name)) for v in config.profile.sampling.scales[guidance])
+        assert name in (set_name(guidance, v, set_multiple(name), set_draw(name))
+                        for v in config.profile.sampling.scales[guidance])
 
 
 def broken(path: list[str], value):
@@ -96,9 +97,13 @@ def test_set_names_round_trip(guidance, scale):
     assert set_multiple(set_name(guidance, scale)) is None
     sized = set_name(guidance, scale, 3)
     assert parse_set_name(sized) == (guidance, scale) and set_multiple(sized) == 3.0
+    drawn = set_name(guidance, scale, draw=2)
+    assert parse_set_name(drawn) == (guidance, scale) and set_multiple(drawn) is None and set_draw(drawn) == 2
+    assert set_draw(set_name(guidance, scale)) == 0 and set_draw(set_name(guidance, scale, 3, 4)) == 4
 
 
-@pytest.mark.parametrize("name", ["none-s2", "entropy", "entropy-x3", "foo-s1", "entropy-s2-x0", "entropy-s2-3"])
+@pytest.mark.parametrize("name", ["none-s2", "entropy", "entropy-x3", "foo-s1", "entropy-s2-x0", "entropy-s2-3",
+                                  "entropy-s2-d0", "entropy-s2-d1-x1", "none-d"])
 def test_malformed_set_names_are_refused(name):
     with pytest.raises(ConfigError, match="not a synthetic set name"):
         parse_set_name(name)
@@ -120,3 +125,14 @@ def test_committed_schema_is_current(tmp_path):
     run(["mgdm", "schema", "-o", str(tmp_path / "s.json")], ROOT)
     assert (tmp_path / "s.json").read_text() == (ROOT / "workflow/schemas/params.schema.json").read_text(), \
         "workflow/schemas/params.schema.json is stale: run `mgdm schema`"
+
+
+def test_redraws_repeat_the_scale_grid_under_draw_names():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["profiles"]["smoke"]["sampling"]["redraws"] = [0]
+    with pytest.raises(ConfigError, match="draw 0 is the set itself"):
+        resolve(raw, "smoke")
+    raw["profiles"]["smoke"]["sampling"]["redraws"] = [1, 3]
+    config = resolve(raw, "smoke")
+    grid = [s for s in config.sample_sets() if set_draw(s) == 0]
+    assert config.sample_sets() == grid + [f"{s}-d1" for s in grid] + [f"{s}-d3" for s in grid]

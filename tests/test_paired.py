@@ -235,17 +235,19 @@ def test_a_metric_one_dataset_lacks_gives_no_rows_for_it():
     assert set(qwk["dataset"]) == {"ordinal"} and len(table[table["dataset"] == "binary"]) == 2  # acc only
 
 
-def test_guidances_compare_at_one_quantity():
+@pytest.mark.parametrize("x", ["-x3", "-d1"])
+def test_guidances_compare_at_one_quantity_and_one_draw(x):
     base = runs_frame(0.02)
-    sized = base[base["train set"] != "real"].assign(**{"train set": lambda f: f["train set"] + "-x3"})
-    runs = pd.concat([base, sized])
-    sets = ["none", "classifier-s2", "entropy-s2", "mgdm-s2", "none-x3", "classifier-s2-x3", "entropy-s2-x3",
-            "mgdm-s2-x3"]
+    other = base[base["train set"] != "real"].assign(**{"train set": lambda f: f["train set"] + x})
+    runs = pd.concat([base, other])
+    sets = ["none", "classifier-s2", "entropy-s2", "mgdm-s2"] + [f"{s}{x}" for s in ("none", "classifier-s2",
+                                                                                    "entropy-s2", "mgdm-s2")]
     claims = claims_table(runs, sets, "entropy")
     assert set(claims["comparison"]) == {
-        f"{a}{x} − {b}{x}" for x in ("", "-x3") for a, b in (("entropy-s2", "none"), ("entropy-s2", "classifier-s2"),
-                                                              ("mgdm-s2", "entropy-s2"))} | {
-        "entropy-s2 − real", "entropy-s2-x3 − real"}
+        f"{a}{y} − {b}{y}" for y in ("", x) for a, b in (("entropy-s2", "none"), ("entropy-s2", "classifier-s2"),
+                                                          ("mgdm-s2", "entropy-s2"))} | {
+        "entropy-s2 − real", f"entropy-s2{x} − real"}
     pairs = comparisons_table(runs, sets, ["acc"])
-    assert set(pairs[pairs["vs"] == "classifier-s2-x3"]["train set"]) == {"none-x3", "entropy-s2-x3", "mgdm-s2-x3"}
+    assert set(pairs[pairs["vs"] == f"classifier-s2{x}"]["train set"]) == {f"{s}{x}" for s in ("none", "entropy-s2",
+                                                                                                "mgdm-s2")}
     assert len(pairs[pairs["vs"] == "real"]["train set"].unique()) == 8  # every set against real-only

@@ -29,7 +29,7 @@ def dvc_outputs(workdir, profile):
     return {(stage_of(name), out) for name, out in (line.split("\t") for line in res.stdout.splitlines())}
 
 
-@pytest.mark.parametrize("profile", ["smoke", "cpu", "pilot", "paper-downstream"])  # the last one grouped
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "pilot", "paper-downstream", "draws"])  # grouped; redrawn
 def test_snakemake_and_dvc_declare_the_same_outputs(tmp_workflow, profile):
     snake = snakemake_outputs(tmp_workflow, profile)
     dvc = dvc_outputs(tmp_workflow, profile)

@@ -160,6 +160,9 @@ class SamplingConfig(Strict):
     sized_sets: list[str] = Field(default_factory=list, description="sets sized by the real training split, "
                                   "beside the scale grid's: 'entropy-s2-x3' has 3x as many images as the training "
                                   "split (class mix as `class_counts`); for the synthetic-quantity axis")
+    redraws: list[int] = Field(default_factory=list, description="further draws of every set of the scale grid: "
+                               "draw k ('entropy-s2-d1') starts from the noise of sampling seed + k, so the draw "
+                               "of a 200-image set becomes a factor the study can measure (draw 0 is the set itself)")
     mgdm: MGDMConfig = MGDMConfig()
     mc_samples: int = Field(8, gt=1, description="MC-dropout forwards of the guidance net per step for `bald`")
     seed: int = 0
@@ -175,6 +178,13 @@ class SamplingConfig(Strict):
                 raise ValueError(f"guidance {name!r}: scales must be a non-empty list of numbers >= 0")
             if len(set(grid)) != len(grid):
                 raise ValueError(f"guidance {name!r}: repeated scale in {grid}")
+        return v
+
+    @field_validator("redraws")
+    @classmethod
+    def _redraws(cls, v):
+        if any(k < 1 for k in v) or len(set(v)) != len(v):
+            raise ValueError(f"redraws {v}: distinct draw numbers >= 1 (draw 0 is the set itself)")
         return v
 
     @field_validator("sized_sets")
@@ -377,7 +387,9 @@ class Config:
     def sample_sets(self) -> list[str]:
         """Return the synthetic set names of this profile, e.g. ['none', 'entropy-s2']."""
         sampling = self.profile.sampling
-        return [set_name(g, s) for g, grid in sampling.scales.items() for s in grid] + list(sampling.sized_sets)
+        grid = [(g, s) for g, scales in sampling.scales.items() for s in scales]
+        return ([set_name(g, s) for g, s in grid] + [set_name(g, s, draw=k) for k in sampling.redraws for g, s in grid]
+                + list(sampling.sized_sets))
 
     def downstream_sets(self) -> list[str]:
         """Return the synthetic sets downstream networks train on (`downstream.sets`, default all)."""
@@ -399,25 +411,27 @@ class Config:
         return resolve(self.params.model_dump(), self.profile.generator, self.source)
 
 
-def set_name(guidance: str, scale: int | float, multiple: int | float | None = None) -> str:
-    """The set's name: its guidance and its scale as params.yaml writes it (as DVC's `${item.scale}` does),
-    and for a set sized by the real training split, `-x` and the multiple (entropy-s2-x3: three times it)."""
+def set_name(guidance: str, scale: int | float, multiple: int | float | None = None, draw: int = 0) -> str:
+    """The set's name: its guidance and its scale as params.yaml writes it (as DVC's `${item.scale}` does);
+    for a set sized by the real training split, `-x` and the multiple (entropy-s2-x3: three times it); for a
+    further draw from other noise, `-d` and its number (entropy-s2-d1; draw 0, the set itself, has none)."""
     base = "none" if guidance == "none" else f"{guidance}-s{scale}"
-    return base if multiple is None else f"{base}-x{multiple}"
+    return base + ("" if multiple is None else f"-x{multiple}") + (f"-d{draw}" if draw else "")
 
 
-SET_NAME = re.compile(r"(?P<guidance>[a-z]+)(?:-s(?P<scale>\d+(?:\.\d+)?))?(?:-x(?P<multiple>\d+(?:\.\d+)?))?")
+SET_NAME = re.compile(r"(?P<guidance>[a-z]+)(?:-s(?P<scale>\d+(?:\.\d+)?))?(?:-x(?P<multiple>\d+(?:\.\d+)?))?"
+                      r"(?:-d(?P<draw>[1-9]\d*))?")
 
 
-def _set_parts(name: str) -> tuple[str, float, int | float | None]:
+def _set_parts(name: str) -> tuple[str, float, int | float | None, int]:
     m = SET_NAME.fullmatch(name)
     if (not m or m["guidance"] not in GUIDANCES or (m["guidance"] == "none") != (m["scale"] is None)
             or (m["multiple"] is not None and float(m["multiple"]) <= 0)):
         raise ConfigError(f"not a synthetic set name: {name!r} (expected e.g. 'entropy-s2', 'none' or, sized by "
-                          "the real training split, 'entropy-s2-x3')")
+                          "the real training split, 'entropy-s2-x3', or a further draw, 'entropy-s2-d1')")
     multiple = m["multiple"]  # as written: x3 -> 3, x0.5 -> 0.5 (so that set_name writes the name back)
     return m["guidance"], float(m["scale"] or 0), None if multiple is None else (
-        int(multiple) if multiple.isdigit() else float(multiple))
+        int(multiple) if multiple.isdigit() else float(multiple)), int(m["draw"] or 0)
 
 
 def parse_set_name(name: str) -> tuple[str, float]:
@@ -428,6 +442,11 @@ def parse_set_name(name: str) -> tuple[str, float]:
 def set_multiple(name: str) -> int | float | None:
     """The set's size as a multiple of the real training split (entropy-s2-x3 -> 3); None: `per_class`."""
     return _set_parts(name)[2]
+
+
+def set_draw(name: str) -> int:
+    """Which draw of its set a set is (entropy-s2-d3 -> 3; 0: the set itself, from the sampling seed's noise)."""
+    return _set_parts(name)[3]
 
 
 def resolve(raw: dict, profile: str | None = None, source: str = "params.yaml") -> Config:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mgdm.config import UNCERTAINTY_MEASURES, parse_set_name, set_multiple
+from mgdm.config import UNCERTAINTY_MEASURES, parse_set_name, set_draw, set_multiple
 
 ALPHA = 0.05
 MARGIN = 1.0  # points: the low end of the paper's claimed 1-3 point gain (params.yaml inference.margin)
@@ -197,7 +197,7 @@ def comparisons_table(runs: pd.DataFrame, sets: list[str], metrics: list[str], p
         preds = (predictions or {}).get(dataset)
         for ref in references:
             for s in sets:
-                if s == ref or not same_size(s, ref):
+                if s == ref or not comparable(s, ref):
                     continue
                 for m in metrics:
                     rows += [{"dataset": dataset, "train set": s, "vs": ref, "metric": m, **r}
@@ -209,9 +209,10 @@ def uncertainty_sets(sets: list[str]) -> list[str]:
     return [s for s in sets if parse_set_name(s)[0] in UNCERTAINTY_MEASURES]
 
 
-def same_size(a: str, b: str) -> bool:
-    """Whether two training sets are compared at one synthetic quantity (real-only is every size's reference)."""
-    return "real" in (a, b) or set_multiple(a) == set_multiple(b)
+def comparable(a: str, b: str) -> bool:
+    """Whether two training sets are compared: at one synthetic quantity and from one draw of noise (real-only is
+    every set's reference)."""
+    return "real" in (a, b) or (set_multiple(a), set_draw(a)) == (set_multiple(b), set_draw(b))
 
 
 def claims_table(runs: pd.DataFrame, sets: list[str], mgdm_measure: str, metric: str = "acc",
@@ -229,17 +230,17 @@ def claims_table(runs: pd.DataFrame, sets: list[str], mgdm_measure: str, metric:
             rows.extend({"claim": claim, "dataset": dataset, "comparison": f"{a} − {b}", **r}
                         for r in comparison(frame, a, b, metric, preds, margin=margin, alpha=alpha))
 
-        # guidances compare at one quantity (a sized set, e.g. entropy-s2-x3, against none-x3)
+        # guidances compare at one quantity and draw (entropy-s2-x3 against none-x3, entropy-s2-d1 against none-d1)
         for u in unc:
-            for n in (s for s in sets if parse_set_name(s)[0] == "none" and same_size(u, s)):
+            for n in (s for s in sets if parse_set_name(s)[0] == "none" and comparable(u, s)):
                 add("uncertainty guidance beats no guidance", u, n)
         for u in unc:
             for c in classifier:
-                if same_size(u, c):
+                if comparable(u, c):
                     add("uncertainty guidance beats classifier guidance", u, c)
         for m in mgdm:
             for o in one_stage:
-                if same_size(m, o):
+                if comparable(m, o):
                     add("two-stage MGDM beats one-stage uncertainty guidance", m, o)
         for u in unc:
             add("uncertainty guidance beats real-only training", u, "real")

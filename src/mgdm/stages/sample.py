@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mgdm.config import SamplingConfig, parse_set_name, set_multiple
+from mgdm.config import SamplingConfig, parse_set_name, set_draw, set_multiple
 from mgdm.diffusion.train import load_ddpm, model_normalization
 from mgdm.diffusion.unet import ddim_schedulers
 from mgdm.files import read_json, write_image_grid, write_json, write_npz
@@ -66,10 +66,11 @@ def run(ddpm_path: str | Path, guidance_path: str | Path, set_name: str, cfg: Sa
     sampler, inverter = ddim_schedulers(ddpm_cfg["scheduler"])
     norm = model_normalization(ddpm_cfg)
     labels = label_plan(cfg, train_counts, set_multiple(set_name))
-    # The same seed for every set: set k's image i starts from the same noise as in every other set,
-    # so sets differ only by their guidance (paired comparisons).
+    # The same seed for every set of a draw: image i starts from the same noise in every set, so sets differ
+    # only by their guidance (paired comparisons); draw k (entropy-s2-dk) is the set sampling seed + k gives.
+    seed = cfg.seed + set_draw(set_name)
     noise = torch.randn(len(labels), unet.config.in_channels, unet.config.sample_size, unet.config.sample_size,
-                        generator=torch.Generator().manual_seed(cfg.seed))
+                        generator=torch.Generator().manual_seed(seed))
     shards = Shards(Path(out_npz), {"set": set_name, "sampling": cfg.model_dump(), "ddpm": file_digest(ddpm_path),
                                     "guidance_net": file_digest(guidance_path)})
     t0 = time.time()
@@ -77,7 +78,7 @@ def run(ddpm_path: str | Path, guidance_path: str | Path, set_name: str, cfg: Sa
     for b, i in enumerate(tqdm(starts, desc=f"sample {set_name}", disable=not progress)):
         if shards.has(b):
             continue
-        batch_seed = cfg.seed * 1_000_003 + b
+        batch_seed = seed * 1_000_003 + b
         g = torch.Generator().manual_seed(batch_seed)  # DDIM noise when eta > 0
         torch.manual_seed(batch_seed)  # MC-dropout masks (bald) draw from the global generator
         y = torch.from_numpy(labels[i:i + cfg.batch_size]).to(device)

@@ -48,12 +48,14 @@ def _variants(plan: Plan, name: str) -> list[tuple[str, dict, dict]]:
         return [("", {}, {**grid, "set": f"${{{chosen}}}"})]
     gen = owner.generator
     variants = []
+    redraws = layer_key(gen, "sampling.redraws") if gen.config.profile.sampling.redraws else None
     for g in gen.config.profile.sampling.scales:
-        if g == "none":
-            variants.append(("_none", {"set": "none"}, grid))
-        else:
-            scales = layer_key(gen, f"sampling.scales.{g}")
-            variants.append((f"_{g}", {"set": f"{g}-s${{item.scale}}"}, {**grid, "scale": f"${{{scales}}}"}))
+        scales = {} if g == "none" else {"scale": f"${{{layer_key(gen, f'sampling.scales.{g}')}}}"}
+        name = "none" if g == "none" else f"{g}-s${{item.scale}}"
+        variants.append((f"_{g}", {"set": name}, {**grid, **scales}))
+        if redraws:  # the further draws of the grid's sets (entropy-s2-d1, ...)
+            variants.append((f"_{g}_redrawn", {"set": f"{name}-d${{item.draw}}"},
+                             {**grid, **scales, "draw": f"${{{redraws}}}"}))
     sized = layer_key(gen, "sampling.sized_sets")
     if sized and gen.config.profile.sampling.sized_sets:  # sets sized by the training split, named in full
         variants.append(("_sized", {}, {**grid, "set": f"${{{sized}}}"}))

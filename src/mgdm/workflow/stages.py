@@ -89,7 +89,7 @@ STAGES = {s.name: s for s in [
           # the scale grid says which sets exist; a set's own guidance and scale are in its name
           # 1 thread: two sets side by side, bit-identical to one 2-thread set at a time; the cpu profile's
           # 9 sets under `snakemake --cores 2` took 1508 s instead of 1733 (README, Speed)
-          ignore=("sampling.scales", "sampling.sized_sets"), priority=5),
+          ignore=("sampling.scales", "sampling.sized_sets", "sampling.redraws"), priority=5),
     Stage("fidelity", ("dataset", "set"), "--dataset {dataset} --set {set}", (DATA, SAMPLES, REFERENCE_NET),
           (), f"{D}/fidelity/{{set}}.json", ("fidelity",)),
     Stage("train_baseline", ("dataset", "network", "seed"), "--dataset {dataset} --network {network} --seed {seed}",
