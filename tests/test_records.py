@@ -71,6 +71,19 @@ def test_committed_power_tables_are_rebuilt_from_the_run_records(power, tmp_path
         assert (tmp_path / "results" / profile / "tables" / f).read_text() == (power.parent / f).read_text(), f
 
 
+@pytest.mark.parametrize("table", sorted(ROOT.glob("results/*/tables/set_draws.md")),
+                         ids=lambda p: p.parent.parent.name)
+def test_committed_set_draw_tables_are_rebuilt_from_the_run_records(table, tmp_path):
+    import shutil
+
+    profile = table.parent.parent.name
+    shutil.copy(ROOT / "params.yaml", tmp_path)
+    shutil.copytree(ROOT / "results" / profile / "records", tmp_path / "results" / profile / "records")
+    run(["mgdm", "set-draws", "--profile", profile], tmp_path)
+    for f in ("set_draws.md", "set_draws.tex"):
+        assert (tmp_path / "results" / profile / "tables" / f).read_text() == (table.parent / f).read_text(), f
+
+
 CONTROLS = {"priors.npz": ("prior-shift", "prior_shift"), "copies.csv": ("copies-control", "copies_control")}
 
 

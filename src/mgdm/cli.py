@@ -18,7 +18,7 @@ from mgdm.workflow import tracking
 from mgdm.workflow.stages import STAGES
 
 TOOLS = ("benchmark", "sweep-generator", "calibrate-scales", "survey-zoo", "training-length", "power",
-         "legacy-networks", "prior-shift", "copies-control")
+         "legacy-networks", "prior-shift", "copies-control", "set-draws")
 
 WILDCARD_ARGS = {"dataset": str, "set": str, "network": str, "seed": int}
 WILDCARD_HELP = {"dataset": "a dataset of the profile (params.yaml `datasets`), e.g. retinamnist",
@@ -170,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "(records/runs.csv, records/copies.csv) alone, e.g. in a fresh clone")
     cc.add_argument("--no-progress", action="store_true", help="no progress bars")
     cc.set_defaults(func="mgdm.tools.copies_control")
+    sd = sub.add_parser("set-draws", help="is the draw of a set a random factor? from a profile's runs on several "
+                        "draws of each set (sampling.redraws): each draw alone, the draw's variance component and "
+                        "its F test, and each comparison over networks and draws; e.g. mgdm set-draws --profile draws")
+    sd.set_defaults(func="mgdm.tools.set_draws")
     cr = sub.add_parser("compare-runs", help="did a rerun reproduce a profile's runs? two run records compared run "
                         "by run: identical test predictions, largest metric differences, wall clock; e.g. "
                         "mgdm compare-runs results/study/records ../rerun/results/study/records")
@@ -200,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--profile", default=None, help="profile in params.yaml (default: its `profile` key)")
         if name in TOOLS:  # the commands outside the DAG work on one dataset, on a chosen number of threads
             p.add_argument("--dataset", default=None, help="dataset (default: the profile's first)")
-            if name not in ("power", "prior-shift"):
+            if name not in ("power", "prior-shift", "set-draws"):
                 p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     return parser
 
