@@ -60,6 +60,14 @@ def test_components_and_the_draw_test_see_a_draw_effect_only_where_there_is_one(
     assert flat["sd_network"] == pytest.approx(float(net.std(ddof=1)), rel=0.15)
 
 
+def test_the_upper_bound_on_the_draws_sd_covers_it_at_its_level():
+    rng = np.random.default_rng(4)
+    for sd in (0.5, 2.0):
+        hits = [crossed(rng.normal(size=(6, 1)) + sd * rng.normal(size=(1, 5)) + 1.8 * rng.normal(size=(6, 5)))[
+            "sd_draw_upper"] >= sd for _ in range(2000)]
+        assert np.mean(hits) == pytest.approx(0.95, abs=0.015)
+
+
 def runs_with_draws(effects: dict[str, list[float]], networks: int = 4, seeds: int = 2) -> pd.DataFrame:
     """Accuracies: a (network, seed) base, plus for each set and draw k the given effect (points) at k."""
     rng = np.random.default_rng(0)

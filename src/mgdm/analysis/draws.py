@@ -13,7 +13,8 @@ E[MS_draw] = s2_e + N s2_draw, E[MS_res] = s2_e. F = MS_draw / MS_res on (K - 1,
 draw effect. The mean's variance over networks *and* draws is (MS_net + MS_draw - MS_res) / (N K); the interval
 drops the -MS_res term (an upper bound, never negative) and takes Satterthwaite's df for the two mean squares:
 conservative, and it keeps its coverage in simulation (tests/test_draws.py) where one draw's network-level
-interval does not once draws differ.
+interval does not once draws differ. How large a draw effect the data leave room for is the one-sided upper
+bound on s2_draw from F's distribution (the residual variance at its estimate): the draws' sd is below it.
 """
 
 from __future__ import annotations
@@ -61,12 +62,16 @@ def crossed(y: np.ndarray, margin: float = paired.MARGIN, alpha: float = paired.
     out = {"inference": INFERENCE, "n": n * k, "networks": n, "draws": k, "mean": float(y.mean())}
     if n < 2 or k < 2:
         return {**out, **dict.fromkeys(("ci_low", "ci_high", "df", "p", "p_margin", "sd_network", "sd_draw",
-                                        "sd_residual", "p_draw"), math.nan)}
+                                        "sd_draw_upper", "sd_residual", "p_draw"), math.nan)}
     ms = mean_squares(y)
     net, draw, res = ms["ms_network"], ms["ms_draw"], ms["ms_residual"]
+    df_res = (n - 1) * (k - 1)
     out.update(sd_network=math.sqrt(max(0.0, (net - res) / k)), sd_draw=math.sqrt(max(0.0, (draw - res) / n)),
-               sd_residual=math.sqrt(res),
-               p_draw=float(stats.f.sf(draw / res, k - 1, (n - 1) * (k - 1))) if res > 0 else math.nan)
+               sd_residual=math.sqrt(res), p_draw=float(stats.f.sf(draw / res, k - 1, df_res)) if res > 0 else math.nan,
+               # one-sided upper bound: (MS_draw / MS_res) / (1 + N s2_draw / s2_e) is F(K - 1, df_res), so
+               # s2_draw / s2_e <= (ratio / F's alpha quantile - 1) / N; s2_e taken at its estimate
+               sd_draw_upper=math.sqrt(max(0.0, (draw / res / stats.f.ppf(alpha, k - 1, df_res) - 1) / n * res))
+               if res > 0 else math.nan)
     var = net + draw
     if var == 0:  # every cell the same: the interval is that point
         return {**out, "ci_low": out["mean"], "ci_high": out["mean"], "df": math.inf,
@@ -124,7 +129,8 @@ def format_draws(pooled: pd.DataFrame, single: pd.DataFrame) -> pd.DataFrame:
         for s in one.to_dict("records"):
             row[f"draw {s['draw']}"] = (f"{s['mean']:+.2f} [{s['ci_low']:+.2f}, {s['ci_high']:+.2f}] "
                                         f"{short(s['verdict'])}")
-        row.update({"sd draws": f"{r['sd_draw']:.2f}", "sd networks": f"{r['sd_network']:.2f}",
+        row.update({"sd draws": f"{r['sd_draw']:.2f}", "sd draws, 95% upper": f"{r['sd_draw_upper']:.2f}",
+                    "sd networks": f"{r['sd_network']:.2f}",
                     "sd residual": f"{r['sd_residual']:.2f}", "p draw effect": paired.fmt_p(r["p_draw"]),
                     "over networks and draws": f"{r['mean']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]",
                     "df": f"{r['df']:.1f}", "p": paired.fmt_p(r["p"]), "p_holm": paired.fmt_p(r["p_holm"]),
