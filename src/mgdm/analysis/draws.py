@@ -84,25 +84,26 @@ def crossed(y: np.ndarray, margin: float = paired.MARGIN, alpha: float = paired.
             "p_margin": float(stats.t.cdf((out["mean"] - margin) / se, df))}
 
 
-def comparisons(runs: pd.DataFrame) -> list[tuple[str, str]]:
+def comparisons(runs: pd.DataFrame, mgdm_measure: str = "entropy") -> list[tuple[str, str]]:
     """The comparisons the profile's draw-0 sets allow: each set against real-only, uncertainty guidance against
-    no and classifier guidance, classifier against no guidance."""
+    no and classifier guidance, classifier against no guidance, MGDM's two stages against their one-stage measure."""
     sets = [s for s in runs["train set"].unique() if s != "real" and set_draw(s) == 0]
     kind = {s: parse_set_name(s)[0] for s in sets}
     out = [(s, "real") for s in sets]
     for a in paired.uncertainty_sets(sets):
         out += [(a, b) for b in sets if kind[b] in ("none", "classifier")]
     out += [(a, b) for a in sets if kind[a] == "classifier" for b in sets if kind[b] == "none"]
+    out += [(a, b) for a in sets if kind[a] == "mgdm" for b in sets if kind[b] == mgdm_measure]
     return out
 
 
-def draws_table(runs: pd.DataFrame, metrics=METRICS, margin: float = paired.MARGIN,
-                alpha: float = paired.ALPHA) -> tuple[pd.DataFrame, pd.DataFrame]:
+def draws_table(runs: pd.DataFrame, metrics=METRICS, margin: float = paired.MARGIN, alpha: float = paired.ALPHA,
+                mgdm_measure: str = "entropy") -> tuple[pd.DataFrame, pd.DataFrame]:
     """(pooled, per draw): each comparison and metric over networks and draws (crossed; Holm over the table),
     and each draw alone as a one-draw profile reports it (network-level t interval; Holm within each draw)."""
     draws = sorted({set_draw(s) for s in runs["train set"].unique() if s != "real"})
     pooled, single = [], []
-    for a, b in comparisons(runs):
+    for a, b in comparisons(runs, mgdm_measure):
         for m in metrics:
             y = cells(runs, a, b, m, draws)
             if y.empty:

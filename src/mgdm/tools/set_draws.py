@@ -26,7 +26,8 @@ def main(a) -> int:
     if len(draws) < 2:
         raise FileError(f"{records}: runs of {len(draws)} draw(s) of the sets; the draw factor needs two or more "
                         "(sampling.redraws)")
-    pooled, single = draws_table(runs, margin=p.inference.margin, alpha=p.inference.alpha)
+    pooled, single = draws_table(runs, margin=p.inference.margin, alpha=p.inference.alpha,
+                                 mgdm_measure=p.sampling.mgdm.measure)
     networks, seeds = sorted(runs["network"].unique()), sorted(runs["seed"].unique())
     caption = (f"The draw of a set as a random factor (profile `{p.name}`, {name}; from {records}): {len(draws)} "
                f"draws of each set (draw k starts from the noise of sampling seed + k; a draw's sets share it), "
