@@ -117,3 +117,13 @@ def test_the_command_writes_its_table_from_records_and_refuses_records_of_one_dr
     one[~one["set"].str.contains("-d")].to_csv(records / "runs.csv", index=False)
     res = run(["mgdm", "set-draws", "--profile", "smoke"], tmp_path, check=False, mlflow=False)
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "runs of 1 draw(s) of the sets" in res.stderr
+
+
+def test_mgdm_is_compared_with_its_one_stage_measure_in_every_draw():
+    from mgdm.analysis.draws import comparisons
+
+    runs = runs_with_draws({"entropy-s2": [1, 1], "mgdm-s2": [0, -1]})
+    assert comparisons(runs) == [("entropy-s2", "real"), ("mgdm-s2", "real"), ("mgdm-s2", "entropy-s2")]
+    assert comparisons(runs, mgdm_measure="margin")[-1] == ("mgdm-s2", "real")
+    pooled, _ = draws_table(runs, metrics=("acc",))
+    assert pooled.set_index("comparison").loc["mgdm-s2 − entropy-s2", "mean"] == pytest.approx(-1.5)

@@ -19,6 +19,17 @@ def open_tool(a):
     return config, plan, a.dataset or plan.values["dataset"][0]
 
 
+def profile_runs(plan, name: str):
+    """(the profile's records/runs.csv, its runs on dataset `name`): what the tools that read run records start from."""
+    from pathlib import Path
+
+    from mgdm.analysis.tables import read_runs
+
+    records = Path(plan.paths("report")["runs.csv"])
+    runs = read_runs(records)
+    return records, runs[runs["dataset"] == name]
+
+
 def open_dataset(plan, name: str):
     from mgdm.data.splits import Dataset
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mgdm.tools import open_tool
+from mgdm.tools import open_tool, profile_runs
 
 
 def main(a) -> int:
     from mgdm.analysis import paired
-    from mgdm.analysis.tables import read_runs, write_table
+    from mgdm.analysis.tables import write_table
 
     config, plan, name = open_tool(a)
     p = config.profile
-    records = Path(plan.paths("report")["runs.csv"])
-    runs = read_runs(records)
-    runs = runs[runs["dataset"] == name]
+    records, runs = profile_runs(plan, name)
     wall = float(runs["wall_s"].mean())
     table, s = paired.power_table(runs, wall, a.budget_min, a.parallel, a.sets)
     best = table[table["fits budget"]].sort_values("half-width").head(1)

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mgdm.tools import open_tool
+from mgdm.tools import open_tool, profile_runs
 
 
 def main(a) -> int:
     from mgdm.analysis.draws import INFERENCE, draws_plot, draws_table, format_draws
-    from mgdm.analysis.tables import read_runs, write_table
+    from mgdm.analysis.tables import write_table
     from mgdm.config import set_draw
     from mgdm.files import FileError
 
     config, plan, name = open_tool(a)
     p = config.profile
-    records = Path(plan.paths("report")["runs.csv"])
-    runs = read_runs(records)
-    runs = runs[runs["dataset"] == name]
+    records, runs = profile_runs(plan, name)
     draws = sorted({set_draw(s) for s in runs["train set"].unique() if s != "real"})
     if len(draws) < 2:
         raise FileError(f"{records}: runs of {len(draws)} draw(s) of the sets; the draw factor needs two or more "
