@@ -37,6 +37,11 @@ def drawn(name: str, k: int) -> str:
     return name if name == "real" or k == 0 else f"{name}-d{k}"
 
 
+def draws_in(runs: pd.DataFrame) -> list[int]:
+    """The draws the runs' synthetic sets come from (0: the sets themselves)."""
+    return sorted({set_draw(s) for s in runs["train set"].unique() if s != "real"})
+
+
 def cells(runs: pd.DataFrame, a: str, b: str, metric: str, draws: list[int]) -> pd.DataFrame:
     """Networks x draws: each network's mean paired change a − b (points) over its seeds, at each draw."""
     cols = {}
@@ -101,7 +106,7 @@ def draws_table(runs: pd.DataFrame, metrics=METRICS, margin: float = paired.MARG
                 mgdm_measure: str = "entropy") -> tuple[pd.DataFrame, pd.DataFrame]:
     """(pooled, per draw): each comparison and metric over networks and draws (crossed; Holm over the table),
     and each draw alone as a one-draw profile reports it (network-level t interval; Holm within each draw)."""
-    draws = sorted({set_draw(s) for s in runs["train set"].unique() if s != "real"})
+    draws = draws_in(runs)
     pooled, single = [], []
     for a, b in comparisons(runs, mgdm_measure):
         for m in metrics:

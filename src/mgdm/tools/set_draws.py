@@ -12,15 +12,14 @@ from mgdm.tools import open_tool, profile_runs
 
 
 def main(a) -> int:
-    from mgdm.analysis.draws import INFERENCE, draws_plot, draws_table, format_draws
+    from mgdm.analysis.draws import INFERENCE, draws_in, draws_plot, draws_table, format_draws
     from mgdm.analysis.tables import write_table
-    from mgdm.config import set_draw
     from mgdm.files import FileError
 
     config, plan, name = open_tool(a)
     p = config.profile
     records, runs = profile_runs(plan, name)
-    draws = sorted({set_draw(s) for s in runs["train set"].unique() if s != "real"})
+    draws = draws_in(runs)
     if len(draws) < 2:
         raise FileError(f"{records}: runs of {len(draws)} draw(s) of the sets; the draw factor needs two or more "
                         "(sampling.redraws)")
