@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from mgdm.config import ConfigError, load, parse_set_name, resolve, set_draw, set_multiple, set_name
+from mgdm.config import ConfigError, load, parse_set_name, redrawn, resolve, set_draw, set_multiple, set_name
 
 RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
 
@@ -100,6 +100,13 @@ def test_set_names_round_trip(guidance, scale):
     drawn = set_name(guidance, scale, draw=2)
     assert parse_set_name(drawn) == (guidance, scale) and set_multiple(drawn) is None and set_draw(drawn) == 2
     assert set_draw(set_name(guidance, scale)) == 0 and set_draw(set_name(guidance, scale, 3, 4)) == 4
+    assert redrawn(set_name(guidance, scale, 3), 4) == set_name(guidance, scale, 3, 4)  # one grammar
+    assert redrawn(set_name(guidance, scale), 0) == set_name(guidance, scale)
+
+
+def test_a_further_draw_is_not_redrawn():
+    with pytest.raises(ConfigError, match="'entropy-s2-d1' is already a further draw"):
+        redrawn("entropy-s2-d1", 2)
 
 
 @pytest.mark.parametrize("name", ["none-s2", "entropy", "entropy-x3", "foo-s1", "entropy-s2-x0", "entropy-s2-3",

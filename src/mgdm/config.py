@@ -416,7 +416,18 @@ def set_name(guidance: str, scale: int | float, multiple: int | float | None = N
     for a set sized by the real training split, `-x` and the multiple (entropy-s2-x3: three times it); for a
     further draw from other noise, `-d` and its number (entropy-s2-d1; draw 0, the set itself, has none)."""
     base = "none" if guidance == "none" else f"{guidance}-s{scale}"
-    return base + ("" if multiple is None else f"-x{multiple}") + (f"-d{draw}" if draw else "")
+    return base + ("" if multiple is None else f"-x{multiple}") + _draw_suffix(draw)
+
+
+def _draw_suffix(draw: int) -> str:
+    return f"-d{draw}" if draw else ""
+
+
+def redrawn(name: str, draw: int) -> str:
+    """Set `name` (a set itself, draw 0) at draw `draw`: entropy-s2 -> entropy-s2-d3 (as `set_name` writes it)."""
+    if _set_parts(name)[3]:
+        raise ConfigError(f"{name!r} is already a further draw of its set (redrawn takes the set itself)")
+    return name + _draw_suffix(draw)
 
 
 SET_NAME = re.compile(r"(?P<guidance>[a-z]+)(?:-s(?P<scale>\d+(?:\.\d+)?))?(?:-x(?P<multiple>\d+(?:\.\d+)?))?"

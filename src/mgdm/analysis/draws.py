@@ -26,15 +26,15 @@ import pandas as pd
 from scipy import stats
 
 from mgdm.analysis import paired
-from mgdm.config import parse_set_name, set_draw
+from mgdm.config import parse_set_name, redrawn, set_draw
 
 INFERENCE = "networks x draws"
 METRICS = ("acc", "balanced_acc", "macro_f1", "auc")
 
 
 def drawn(name: str, k: int) -> str:
-    """Set `name` (a draw-0 name, or real) at draw k: entropy-s2 -> entropy-s2-d3 (`config.set_name`'s suffix)."""
-    return name if name == "real" or k == 0 else f"{name}-d{k}"
+    """Set `name` (a draw-0 name, or real) at draw k: entropy-s2 -> entropy-s2-d3; real stays real."""
+    return name if name == "real" else redrawn(name, k)
 
 
 def draws_in(runs: pd.DataFrame) -> list[int]:
