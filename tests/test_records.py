@@ -104,6 +104,22 @@ def test_committed_control_tables_are_rebuilt_from_their_records(record, tmp_pat
         assert rebuilt == (record.parent.parent / "tables" / f).read_text(), f"{profile}: {f}"
 
 
+@pytest.mark.parametrize("table", sorted(ROOT.glob("results/*/tables/against_*.md")),
+                         ids=lambda p: f"{p.parent.parent.name}-{p.stem}")
+def test_committed_comparisons_are_rebuilt_by_the_command_their_caption_names(table, tmp_path):
+    """`mgdm compare-runs A B --out results/<profile>/tables/against_<what>`: A and B, named in the caption,
+    are committed (run records, or a committed downstream table)."""
+    import re
+
+    a, b = re.search(r"A = (\S+?),? (?:against the cells of )?B = (\S+?)[ ;]", table.read_text()).groups()
+    assert (ROOT / a).is_file() and (ROOT / b).is_file(), "a comparison of files that are not committed"
+    out = tmp_path / table.parent.parent.name / "tables" / table.stem  # the LaTeX label: tab:<profile>-<stem>
+    out.parent.mkdir(parents=True)
+    run(["mgdm", "compare-runs", a, b, "--out", str(out)], ROOT, mlflow=False)
+    for suffix in (".md", ".tex"):
+        assert out.with_suffix(suffix).read_text() == table.with_suffix(suffix).read_text(), suffix
+
+
 def test_every_committed_zoo_table_has_its_record():
     surveyed = {p.parent.parent.name for p in ROOT.glob("results/*/tables/zoo.md")}
     recorded = {p.parent.parent.name for p in ROOT.glob("results/*/records/zoo.json")}
@@ -175,7 +191,7 @@ def test_compare_runs_names_the_runs_a_rerun_changed(tmp_path):
     assert missing.returncode == 2 and missing.stderr.strip().splitlines() == [
         f"mgdm: error: {tmp_path / 'nothing'}: no run records (a records/runs.csv, or the folder holding one)"]
     same = run(["mgdm", "compare-runs", str(committed.parent), str(committed), "--exact"], ROOT)
-    assert "280 runs in both; every one identical" in same.stdout
+    assert "280 runs in both; every one identical; 0 of 150 changes" in same.stdout  # 5 networks x 6 sets x 5
 
     changed = run(["mgdm", "compare-runs", str(committed), str(tmp_path), "--exact", "--out",
                    str(tmp_path / "compare")], ROOT, check=False)
@@ -188,6 +204,27 @@ def test_compare_runs_names_the_runs_a_rerun_changed(tmp_path):
     assert row["max Δ auc"] == "0.000" and row["same best epoch"] == "56"
     assert dict(zip(head, table["convnext_atto"]))["only in A"] == "1"
     assert all(dict(zip(head, r))["max Δ acc"] == "0.000" for n, r in table.items() if n != "densenet121")
+
+
+def test_compare_runs_counts_the_paired_changes_a_rerun_moved(tmp_path):
+    """Known answer: one network's `none` runs moved 20 accuracy points on every seed (its seed sd unchanged) is one
+    change outside; the same runs on seeds 0-2 only are judged on those seeds."""
+    import pandas as pd
+
+    committed = ROOT / "results/study/records/runs.csv"
+    runs = pd.read_csv(committed, dtype={"test_correct": str, "machine": str})
+    runs.loc[(runs["network"] == "efficientnet_b0") & (runs["set"] == "none"), "acc"] += 0.2
+    runs.to_csv(tmp_path / "moved.csv", index=False)
+    out = run(["mgdm", "compare-runs", str(committed), str(tmp_path / "moved.csv"), "--out", str(tmp_path / "t")],
+              ROOT, mlflow=False).stdout
+    assert "1 of 150 changes against real-only outside 2 sd" in out
+    rows = [[c.strip() for c in r.split("|")[1:-1]] for r in (tmp_path / "t.md").read_text().splitlines()
+            if r.startswith("| ")]
+    table = {r[0]: dict(zip(rows[0], r)) for r in rows[1:]}
+    assert table["efficientnet_b0"]["outside 2 sd"] == "1" and table["efficientnet_b0"]["changes"] == "30"
+    runs[runs["seed"] <= 2].to_csv(tmp_path / "three.csv", index=False)
+    out = run(["mgdm", "compare-runs", str(tmp_path / "three.csv"), str(committed)], ROOT, mlflow=False).stdout
+    assert "105 runs in both; not all identical; 1 of 150 changes" in out  # 35 a seed
 
 
 def test_compare_runs_against_a_downstream_table_counts_changes_outside_the_seed_spread(tmp_path):

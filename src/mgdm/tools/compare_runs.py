@@ -4,15 +4,18 @@ A and B are records/runs.csv files (or the records folders holding them), e.g. t
 on another machine. Runs are matched on (dataset, network, set, seed); for each network: how many runs both
 have, how many only one has, how many got exactly the same test images right (`test_correct`, byte for byte),
 the largest difference of each grading metric in points, how many chose the same best epoch, and each side's
-median wall seconds (the machines may differ). `--exact` exits 1 unless every run both have is the same.
+median wall seconds (the machines may differ), and whether each set's paired change against real-only (the
+seeds both have) moved further than the seed-to-seed spread allows (below). `--exact` exits 1 unless every run
+both have is the same.
 
 B may instead be a downstream table (a downstream.md: each cell's mean ± sd over the seeds its caption names),
 for a profile whose earlier runs were kept only as that table (`paper-downstream`'s first GPU runs). Then each
 network is compared at the cell level on the seeds the table names: the largest difference of a cell's mean,
 and each set's paired change against real-only, A's against the table's. Two means of k seeds drawn from the
 same process differ in a paired change by sd * sqrt(2 / k), sd the seed-to-seed sd of a paired change (pooled
-over the network's sets, from A's runs on every seed it has); a change further apart than two of those is
-counted as outside the spread (about 5% of them by chance).
+over the network's sets, from A's runs on every seed it has; between two run records, from both); a change
+further apart than two of those is counted as outside the spread (about 5% of them by chance; fewer where the
+two sides' runs of a seed are alike, as reruns of one code on two machines are).
 """
 
 from __future__ import annotations
@@ -36,8 +39,36 @@ def runs_file(path: str | Path) -> Path:
     return path
 
 
+def seed_changes(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Seeds x sets of one network: each run's change against its seed's real-only run, in points."""
+    by_seed = runs.pivot_table(index="seed", columns="train set", values=metric)
+    return 100 * by_seed.drop(columns="real").sub(by_seed["real"], axis=0)
+
+
+def outside(gap: pd.Series, sd: float, k_a: int, k_b: int) -> int:
+    """How many changes' gaps (mean over k_a seeds minus mean over k_b) exceed 2 sd of such a gap."""
+    return int((gap.abs() > 2 * sd * np.sqrt(1 / k_a + 1 / k_b)).sum())
+
+
+def changes_apart(a: pd.DataFrame, b: pd.DataFrame) -> tuple[int, int]:
+    """One network's runs on two sides: (changes compared, changes outside 2 sd), on the seeds both have."""
+    n = far = 0
+    if "real" not in set(a["train set"]) & set(b["train set"]):
+        return n, far
+    for m in GRADING:
+        ca, cb = seed_changes(a, m), seed_changes(b, m)
+        sets, seeds = [c for c in ca.columns if c in cb.columns], sorted(set(ca.index) & set(cb.index))
+        sd = float(np.sqrt(pd.concat([ca[sets].var(ddof=1), cb[sets].var(ddof=1)]).mean())) if sets else np.nan
+        if not seeds or not np.isfinite(sd):  # no seed in common, or one seed a side: no spread to judge by
+            continue
+        n += len(sets)
+        far += outside(ca.loc[seeds, sets].mean() - cb.loc[seeds, sets].mean(), sd, len(seeds), len(seeds))
+    return n, far
+
+
 def compare(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    """One row per network: runs in both, in one only, identical predictions and metrics, largest differences."""
+    """One row per network: runs in both, in one only, identical predictions and metrics, largest differences,
+    paired changes against real-only outside the seed spread."""
     both = a.merge(b, on=KEY, suffixes=("_a", "_b"), how="outer", indicator=True)
     rows = []
     for net, g in both.groupby("network", sort=False):
@@ -49,6 +80,7 @@ def compare(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
             row[f"max Δ {k}"] = 100 * (m[f"{k}_a"] - m[f"{k}_b"]).abs().max() if len(m) else float("nan")
         row["same best epoch"] = int((m["best_epoch_a"] == m["best_epoch_b"]).sum())
         row["median wall s A"], row["median wall s B"] = m["wall_s_a"].median(), m["wall_s_b"].median()
+        row["changes"], row["outside 2 sd"] = changes_apart(a[a["network"] == net], b[b["network"] == net])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -68,17 +100,16 @@ def compare_legacy(runs: pd.DataFrame, cells: pd.DataFrame, seeds: list[int]) ->
         shared = sorted(set(mine["seed"]) & set(seeds))  # A's means over the table's seeds it has
         here = mine[mine["seed"].isin(shared)].groupby("train set")[list(METRICS)].mean()
         row = {"network": net, "cells in both": len(sets), "seeds in both": len(shared)}
-        by_seed = mine.pivot_table(index="seed", columns="train set", values=list(METRICS))
         changes = [s for s in sets if s != "real"] if "real" in sets else []
-        outside = 0
+        far = 0
         for m in METRICS:
             row[f"max Δ {m}"] = 100 * (here.loc[sets, m] - legacy.loc[sets, m]).abs().max()
-            paired = by_seed[m][changes].sub(by_seed[m]["real"], axis=0)  # a run's change, seed by seed
+            paired = seed_changes(mine, m)[changes]
             sd = float(np.sqrt((paired.var(ddof=1)).mean())) if len(paired) > 1 else float("nan")
-            gap = paired.loc[shared].mean() - (legacy.loc[changes, m] - legacy.loc["real", m])
-            row[f"seed sd {m}"] = 100 * sd
-            outside += int((gap.abs() > 2 * sd * np.sqrt(1 / len(shared) + 1 / len(seeds))).sum())
-        row["changes"], row["outside 2 sd"] = len(changes) * len(METRICS), outside
+            row[f"seed sd {m}"] = sd
+            far += outside(paired.loc[shared].mean() - 100 * (legacy.loc[changes, m] - legacy.loc["real", m]), sd,
+                           len(shared), len(seeds))
+        row["changes"], row["outside 2 sd"] = len(changes) * len(METRICS), far
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -129,8 +160,12 @@ def main(a) -> int:
     if table.empty:
         raise ConfigError(f"{files[0]} and {files[1]} hold no runs")
     caption = (f"Run by run: A = {files[0]}, B = {files[1]}; max Δ: the largest absolute difference, in points; "
-               "a run is matched on dataset, network, set and seed.")
+               "a run is matched on dataset, network, set and seed. Changes: each set's paired change against "
+               "real-only (sets x metrics, over the seeds both have); outside 2 sd: those where A's and B's means "
+               "differ by more than 2 sd x sqrt(2/k), sd the seed-to-seed sd of a change (both sides, pooled over "
+               "sets), k the seeds both have.")
     same = identical(table)
     _show(table, caption, a.out, f"{int(table['runs in both'].sum())} runs in both; "
-          + ("every one identical" if same else "not all identical"))
+          + ("every one identical" if same else "not all identical") + f"; {int(table['outside 2 sd'].sum())} of "
+          f"{int(table['changes'].sum())} changes against real-only outside 2 sd (about 5% expected by chance)")
     return 1 if a.exact and not same else 0
