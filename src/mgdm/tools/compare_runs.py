@@ -45,6 +45,11 @@ def seed_changes(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     return 100 * by_seed.drop(columns="real").sub(by_seed["real"], axis=0)
 
 
+def seed_sd(*changes: pd.DataFrame) -> float:
+    """The seed-to-seed sd of a paired change, pooled over sets (and sides); NaN below two seeds a side."""
+    return float(np.sqrt(pd.concat([c.var(ddof=1) for c in changes]).mean()))
+
+
 def outside(gap: pd.Series, sd: float, k_a: int, k_b: int) -> int:
     """How many changes' gaps (mean over k_a seeds minus mean over k_b) exceed 2 sd of such a gap."""
     return int((gap.abs() > 2 * sd * np.sqrt(1 / k_a + 1 / k_b)).sum())
@@ -58,7 +63,7 @@ def changes_apart(a: pd.DataFrame, b: pd.DataFrame) -> tuple[int, int]:
     for m in GRADING:
         ca, cb = seed_changes(a, m), seed_changes(b, m)
         sets, seeds = [c for c in ca.columns if c in cb.columns], sorted(set(ca.index) & set(cb.index))
-        sd = float(np.sqrt(pd.concat([ca[sets].var(ddof=1), cb[sets].var(ddof=1)]).mean())) if sets else np.nan
+        sd = seed_sd(ca[sets], cb[sets])
         if not seeds or not np.isfinite(sd):  # no seed in common, or one seed a side: no spread to judge by
             continue
         n += len(sets)
@@ -105,7 +110,7 @@ def compare_legacy(runs: pd.DataFrame, cells: pd.DataFrame, seeds: list[int]) ->
         for m in METRICS:
             row[f"max Δ {m}"] = 100 * (here.loc[sets, m] - legacy.loc[sets, m]).abs().max()
             paired = seed_changes(mine, m)[changes]
-            sd = float(np.sqrt((paired.var(ddof=1)).mean())) if len(paired) > 1 else float("nan")
+            sd = seed_sd(paired)
             row[f"seed sd {m}"] = sd
             far += outside(paired.loc[shared].mean() - 100 * (legacy.loc[changes, m] - legacy.loc["real", m]), sd,
                            len(shared), len(seeds))
