@@ -5,7 +5,7 @@ import json
 from conftest import ROOT, finished_copy, run
 
 from mgdm.config import load
-from mgdm.workflow.jobs import downstream_jobs
+from mgdm.workflow.jobs import downstream_jobs, groups
 from mgdm.workflow.plan import Plan
 
 JOB = "results/smoke/discs/downstream/convnext_atto/{}/seed0.json"
@@ -18,6 +18,19 @@ def test_jobs_go_seed_by_seed_so_that_whole_pairs_finish_first():
     assert seeds == sorted(seeds)
     assert [stage for stage, _, _ in jobs[:6]] == ["train_baseline"] + ["train_classifier"] * 5
     assert jobs[0][2] == "results/paper-downstream/retinamnist/downstream/resnet18/real/seed0.json"
+
+
+def test_groups_are_networks_split_in_order_until_every_worker_has_one():
+    jobs = [(stage, w) for stage, w, _ in downstream_jobs(Plan(load(ROOT / "params.yaml", "paper-downstream-cpu")))]
+    assert [len(g) for g in groups(jobs)] == [18, 18, 18]  # one per network
+    assert [len(g) for g in groups(jobs, workers=3)] == [18, 18, 18]  # as many networks as workers: whole
+    assert [len(g) for g in groups(jobs, workers=4)] == [9, 9, 18, 18]  # a fourth worker: the first network halved
+    one = [j for j in jobs if j[1]["network"] == "regnetx_002"]
+    halves = groups(one, workers=2)
+    assert [len(g) for g in halves] == [9, 9] and halves[0] + halves[1] == one  # in order, nothing lost
+    assert [len(g) for g in groups(one, workers=3)] == [5, 4, 9]  # the larger half first, then the other
+    assert [len(g) for g in groups(one[:1], workers=2)] == [1]  # one job cannot be split
+    assert groups([], workers=2) == []
 
 
 def test_jobs_redo_only_the_missing_jobs_with_the_result_snakemake_got(smoke_dag, tmp_path):

@@ -1,9 +1,10 @@
 """`mgdm jobs`: run a profile's downstream jobs in a pool of worker processes, without Snakemake.
 
 For a machine where Snakemake is not installed (a lent GPU node, a container) and many small jobs
-share one accelerator: each worker takes a group (a dataset's unfinished runs of one network) and trains
-its runs together in one process (`mgdm.classifiers.train.train_runs`: data on the device once, no process
-start per run), writing what each job writes alone, with the stages' own metrics and failure handling.
+share one accelerator: each worker takes a group (a dataset's unfinished runs of one network, or part of
+them where workers outnumber networks) and trains its runs together in one process
+(`mgdm.classifiers.train.train_runs`: data on the device once, no process start per run), writing what
+each job writes alone, with the stages' own metrics and failure handling.
 A group not started before `deadline_s` is left whole; a job whose metrics JSON exists is skipped, and a
 killed group resumes each run from its last state, so a stopped pool resumes where it stopped.
 """
@@ -32,12 +33,21 @@ def downstream_jobs(plan: Plan) -> list[tuple[str, dict, str]]:
     return jobs
 
 
-def groups(jobs: list[tuple[str, dict]]) -> list[list[tuple[str, dict]]]:
-    """The jobs by (dataset, network), in the order they come: each group trains in one process."""
+def groups(jobs: list[tuple[str, dict]], workers: int = 1) -> list[list[tuple[str, dict]]]:
+    """The jobs by (dataset, network), in the order they come: each group trains in one process. With fewer
+    groups than workers the largest is halved (in order) until every worker has one: a run's result does
+    not depend on the runs it is grouped with, so one network's 18 runs on two workers are 9 and 9."""
     out: dict[tuple, list] = {}
     for stage, w in jobs:
         out.setdefault((w["dataset"], w["network"]), []).append((stage, w))
-    return list(out.values())
+    grouped = list(out.values())
+    while 0 < len(grouped) < workers:
+        i = max(range(len(grouped)), key=lambda k: len(grouped[k]))
+        big = grouped[i]
+        if len(big) < 2:
+            break
+        grouped[i:i + 1] = [big[:(len(big) + 1) // 2], big[(len(big) + 1) // 2:]]
+    return grouped
 
 
 def _work(job: tuple[list[tuple[str, dict]], str, str, str | None, float]) -> tuple[list, int | None, float]:
@@ -64,7 +74,7 @@ def run(plan: Plan, workers: int, deadline_s: float | None = None, networks: lis
     todo = [(stage, {k: (int(v) if k == "seed" else v) for k, v in w.items()}) for stage, w, path in
             downstream_jobs(plan) if not Path(path).exists() and (not networks or w["network"] in networks)
             and (not seeds or int(w["seed"]) in seeds)]
-    grouped = groups(todo)
+    grouped = groups(todo, workers)
     deadline = time.time() + (deadline_s if deadline_s is not None else float("inf"))
     print(f"mgdm jobs: {len(todo)} jobs to run on {workers} workers, in {len(grouped)} groups (one process "
           "trains a dataset's runs of one network together)", flush=True)
