@@ -21,10 +21,11 @@ def test_jobs_go_seed_by_seed_so_that_whole_pairs_finish_first():
 
 
 def test_groups_are_networks_split_in_order_until_every_worker_has_one():
-    jobs = [(stage, w) for stage, w, _ in downstream_jobs(Plan(load(ROOT / "params.yaml", "paper-downstream-cpu")))]
-    assert [len(g) for g in groups(jobs)] == [18, 18, 18]  # one per network
-    assert [len(g) for g in groups(jobs, workers=3)] == [18, 18, 18]  # as many networks as workers: whole
-    assert [len(g) for g in groups(jobs, workers=4)] == [9, 9, 18, 18]  # a fourth worker: the first network halved
+    plan = Plan(load(ROOT / "params.yaml", "paper-downstream-cpu"))
+    jobs, n = [(stage, w) for stage, w, _ in downstream_jobs(plan)], len(plan.values["network"])
+    assert [len(g) for g in groups(jobs)] == [18] * n  # a network's 3 seeds x 6 training sets
+    assert [len(g) for g in groups(jobs, workers=n)] == [18] * n  # as many networks as workers: whole
+    assert [len(g) for g in groups(jobs, workers=n + 1)] == [9, 9] + [18] * (n - 1)  # one more: the first halved
     one = [j for j in jobs if j[1]["network"] == "regnetx_002"]
     halves = groups(one, workers=2)
     assert [len(g) for g in halves] == [9, 9] and halves[0] + halves[1] == one  # in order, nothing lost
