@@ -9,11 +9,7 @@ In one process, so that ratios are comparable on a noisy machine:
 - beside each kernel the plain way of doing the same job, timed the same way: a textbook loop on the
   same diffusers UNet, a DDIM step that differentiates the UNet too for guidance, CFG as two forwards,
   a torchvision ResNet-18 in a textbook loop; each kernel's `vs_plain` is plain seconds / mgdm seconds.
-Always, the downstream jobs' overhead on the profile's job mix: a job's process start (a fresh interpreter
-importing what a job imports), one resume-state write per network (model, best model, AdamW state), each
-job's training seconds from its measured step, and from these the overhead of the old way (a process per
-job, a state every epoch) beside the grid trainer's (a process per network group, a state every
-`checkpoint_s` of wall clock), as a fraction of job time.
+Always, the downstream jobs' overhead on the profile's job mix (mgdm.tools.job_overhead).
 With `variants`, the speed-ups a user might reach for, each timed beside the eager fp32 figure in the same
 run and checked against its output: channels_last, torch.compile (inductor), inference_mode, thread
 placement (two 1-thread jobs side by side, as Snakemake runs downstream jobs on 2 cores, against one
@@ -40,7 +36,7 @@ from mgdm.guidance.noisy_classifier import NoisyClassifier
 from mgdm.machine import cpu_name
 from mgdm.workflow.plan import Plan
 from mgdm.config import ConfigError
-from mgdm.tools import open_tool
+from mgdm.tools import job_overhead, open_tool
 from mgdm.tools.timing import flops, timed
 from mgdm.sampling.ddim import guided_ddim, mgdm_two_stage
 from mgdm.sampling.models import guidance_model
@@ -169,7 +165,7 @@ def run(plan: Plan, dataset: str, repeats: int = 3, sample_steps: int = 10, with
     for f in kernels.values():
         if "plain" in f:
             f["vs_plain"] = f["plain"]["median_s"] / f["median_s"]
-    out["overhead"] = job_overhead(plan, data, kernels, repeats)
+    out["overhead"] = job_overhead.measure(plan, data, kernels, repeats)
     if with_variants:
         first = p.downstream.networks[0]
         out["variants"] = variants(unet, net, samplers, sampler, sample_steps, (xs, ys, k),
@@ -270,71 +266,6 @@ def thread_placement(jobs: dict, repeats: int) -> dict:
     return out
 
 
-JOB_IMPORTS = ("import torch, timm, sklearn.metrics, mlflow, mgdm.workflow.runner, mgdm.stages.train_baseline, "
-               "mgdm.workflow.tracking")
-
-
-def process_start_s(repeats: int) -> dict:
-    """Seconds for a fresh interpreter to import what a downstream job imports before it works."""
-    import subprocess
-    import sys
-
-    def start():
-        subprocess.run([sys.executable, "-c", JOB_IMPORTS], check=True)
-    return timed(start, repeats, warmup=1)
-
-
-def state_write_s(network: str, data, repeats: int) -> dict:
-    """Seconds and MB of one resume state of `network` (model, best model, AdamW moments) as jobs write it."""
-    import tempfile
-
-    from mgdm.files import save_training_state
-
-    model = create_network(network, data.num_classes, data.channels, data.image_size)
-    best = copy.deepcopy(model)
-    x = torch.randn(2, data.channels, data.image_size, data.image_size)
-    opt = torch.optim.AdamW(model.parameters())
-    F.cross_entropy(model(x), torch.zeros(2, dtype=torch.long)).backward()
-    opt.step()  # AdamW's moments exist, as in a state written after an epoch
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "state.safetensors"
-        t = timed(lambda: save_training_state(path, 1, {"model": model, "best": best}, opt, {}), repeats)
-        t["mb"] = path.stat().st_size / 1e6
-    return t
-
-
-def job_overhead(plan: Plan, data, kernels: dict, repeats: int) -> dict:
-    """The profile's downstream jobs: per network its training seconds (measured step x steps), the state
-    write, and the overhead of a process per job with a state every epoch (old) against a process per
-    network group with a state every `checkpoint_s` (grid trainer), as fractions of job time."""
-    import math
-
-    d = plan.config.profile.downstream
-    sets = plan.values["set"]
-    n_real = len(data.numpy("train")[1])
-    n_synth = plan.config.profile.sampling.per_class * data.num_classes  # the balanced sets' size
-    runs = len(d.seeds) * (1 + len(sets))  # a network's jobs: seeds x (real + sets)
-    start = process_start_s(repeats)
-    out = {"process_start_s": start["median_s"], "jobs_per_group": runs, "networks": {}}
-    old_total = new_total = work_total = 0.0
-    for name in d.networks:
-        step = kernels[f"train_{name}"]["median_s"]
-        steps = [d.epochs * math.ceil((n_real + n) / d.batch_size) for n in [0] + [n_synth] * len(sets)]
-        train_s = step * sum(steps) / len(steps)  # the mean job's training seconds
-        write = state_write_s(name, data, repeats)
-        old = start["median_s"] + d.epochs * write["median_s"]
-        # states at an epoch's end, never after the last: every epoch at checkpoint_s 0
-        writes = d.epochs - 1 if d.checkpoint_s == 0 else min(d.epochs - 1, math.floor(train_s / d.checkpoint_s))
-        new = start["median_s"] / runs + writes * write["median_s"]
-        out["networks"][name] = {"train_s": train_s, "state_write_s": write["median_s"], "state_mb": write["mb"],
-                                 "old_overhead_s": old, "new_overhead_s": new,
-                                 "old_fraction": old / train_s, "new_fraction": new / train_s}
-        old_total, new_total, work_total = old_total + old * runs, new_total + new * runs, work_total + train_s * runs
-    out["mix"] = {"train_s": work_total, "old_overhead_s": old_total, "new_overhead_s": new_total,
-                  "old_fraction": old_total / work_total, "new_fraction": new_total / work_total}
-    return out
-
-
 def stacked_steps(network: str, k: int, chans: int, size: int, x: torch.Tensor, y: torch.Tensor, copies: int):
     """`copies` runs of one network (each its own initialisation and AdamW) stepped one after the other, and the
     same runs as one step over their stacked parameters (torch.func: `vmap` of `grad` through `functional_call`,
@@ -429,20 +360,7 @@ def markdown(result: dict) -> str:
     lines += ["", f"Measure-guided sampling does {m['flop_ratio_vs_none']:.2f}x the FLOPs of unguided sampling (the "
               f"guidance net's forward and backward at every step) and takes {m['cost_vs_none']:.2f}x its time."]
     if "overhead" in result:
-        o = result["overhead"]
-        lines += ["", f"Downstream jobs' overhead on this profile's mix ({o['jobs_per_group']} jobs per network): a "
-                  f"process start takes {o['process_start_s']:.1f} s. Old: a process per job and a resume state "
-                  "every epoch; grid trainer: a process per network group and a state every `checkpoint_s` of wall "
-                  "clock. Fractions of the job's training seconds (its measured step x its steps).", "",
-                  "| network | job training s | state write s | state MB | old overhead | grid trainer |",
-                  "|---|---|---|---|---|---|"]
-        for name, n in o["networks"].items():
-            lines.append(f"| {name} | {n['train_s']:.1f} | {n['state_write_s']:.3f} | {n['state_mb']:.1f} | "
-                         f"{n['old_overhead_s']:.1f} s ({n['old_fraction']:.1%}) | "
-                         f"{n['new_overhead_s']:.2f} s ({n['new_fraction']:.1%}) |")
-        m = o["mix"]
-        lines.append(f"| the mix | {m['train_s']:.0f} | | | {m['old_overhead_s']:.0f} s ({m['old_fraction']:.1%}) | "
-                     f"{m['new_overhead_s']:.0f} s ({m['new_fraction']:.1%}) |")
+        lines += ["", *job_overhead.markdown(result["overhead"])]
     if "variants" in result:
         lines += ["", "Variants, timed in the same run beside the eager fp32 figure (speed-up above 1: faster; "
                   "first call: compilation included; max |diff|: against the eager output; for stacked runs, the "
