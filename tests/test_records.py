@@ -254,3 +254,58 @@ def test_compare_runs_against_a_downstream_table_counts_changes_outside_the_seed
     bare = run(["mgdm", "compare-runs", str(committed), str(tmp_path / "bare.md")], ROOT, check=False)
     assert bare.returncode == 2 and bare.stderr.strip() == (
         f"mgdm: error: {tmp_path / 'bare.md'}: its caption names no seeds ('mean ± std over seeds [...]')")
+
+
+# The README quotes these from tables that later reruns replaced (its "Earlier statements that changed" and the
+# like), or derives them from several rows: the only quoted intervals no committed table holds.
+README_HISTORY = {
+    "-0.02 [-1.22, +1.19]": "architectures with its first ten networks",
+    "[-1.19, +0.41]": "study's first run, percentile bootstrap",
+    "[-1.49, +0.47]": "study's first run, percentile bootstrap",
+    "-2.61 [-4.15, -1.22]": "paper-downstream with its first three networks",
+    "-1.08 [-2.24, +0.07]": "paper-downstream-cpu with two networks",
+    "+1.42 [-0.10, +2.94]": "study-pneumonia's H200 run",
+    "+1.06 [-0.12, +2.24]": "study-pneumonia's H200 run",
+    "-0.28 [-1.30, +0.74]": "study-pneumonia's H200 run",
+    "+1.23 [-0.79, +3.24]": "study's records with inception_v3 at 2 threads",
+    "-0.26 [-1.09, +0.71]": "pneumonia's first (H200) run",
+    "[-1.54, +1.72]": "draws: the envelope of four sets' intervals against real-only",
+}
+
+
+def test_every_interval_the_readme_quotes_is_in_a_committed_table():
+    """A report rerun that moves a number leaves no stale quote: each `estimate [low, high]` in the README equals
+    an estimate and its interval in a committed table row (to the README's decimals), and a p quoted right after
+    it is a number of that row; each bare interval is one there, each other Holm p a number there. The few
+    historical quotes are named above, and each is still quoted."""
+    import re
+
+    def clean(text):  # one minus sign, no emphasis
+        return text.replace("−", "-").replace("*", "")
+
+    readme = re.sub(r"\s+", " ", clean((ROOT / "README.md").read_text()))  # one line: quotes break across lines
+    lines = clean("\n".join(p.read_text() for p in sorted(ROOT.glob("results/*/tables/*.md")))).splitlines()
+    num, pnum = r"[+-]?\d+\.\d+", r"\d*\.\d+(?:e-\d+)?"
+
+    def numbers(text):
+        return {float(x) for x in re.findall(rf"(?<![\w.])({pnum})(?![\w.])", text)}
+
+    rows = [(tuple(map(float, t)), numbers(line)) for line in lines
+            for t in re.findall(rf"({num}) ?\|? ?\[({num}), ({num})\]", line)]
+
+    def in_a_row(estimate, low, high, p_value=None):
+        decimals = [len(s.split(".")[1]) for s in (estimate, low, high)]
+        want = (float(estimate), float(low), float(high))
+        return any(all(round(t, d) == w for t, d, w in zip(row, decimals, want))
+                   and (p_value is None or float(p_value) in ps) for row, ps in rows)
+
+    stale = [m[0] for m in re.finditer(rf"({num}) \[({num}), ({num})\](?:[,;]?(?: one-sided)?(?: Holm)?"
+                                       rf"(?: one-sided)? p ({pnum}))?", readme)
+             if m[0].split("]")[0] + "]" not in README_HISTORY and not in_a_row(*m.groups())]
+    intervals = {row[1:] for row, _ in rows}
+    stale += [m[0] for m in re.finditer(rf"(?<!\d )\[({num}), ({num})\]", readme)
+              if m[0] not in README_HISTORY and (float(m[1]), float(m[2])) not in intervals]
+    holm = re.findall(rf"Holm(?: one-sided)? p ({pnum})|Holm (\.\d+)", readme)
+    stale += [f"Holm p {a or b}" for a, b in holm if float(a or b) not in numbers("\n".join(lines))]
+    assert len(holm) >= 20 and not stale, f"README quotes numbers no committed table holds: {stale}"
+    assert all(q in readme for q in README_HISTORY), "a historical quote left the README: take it off the list"
