@@ -2,6 +2,7 @@
 
 import csv
 import io
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +164,38 @@ def test_benchmark_writes_json_and_a_table_beside_the_peak_and_the_plain_way(tmp
     assert "| train_resnet18 x2 runs | stacked |" in table
     assert "| resnet18 |" in table and "| the mix |" in table
 
+
+
+def test_kernels_are_timed_in_turns_so_a_drift_falls_on_each_alike():
+    from mgdm.tools.timing import timed_in_turns
+
+    calls = []
+    out = timed_in_turns({k: (lambda k=k: calls.append(k)) for k in "abc"}, repeats=4, warmup=1)
+    # warm-up once each, then rounds that start one further along: abc, bca, cab, abc
+    assert "".join(calls) == "abc" + "abc" + "bca" + "cab" + "abc"
+    assert set(out) == {"a", "b", "c"} and all(t["repeats"] == 4 and t["min_s"] <= t["median_s"] <= t["max_s"]
+                                               for t in out.values())
+
+
+def test_device_benchmark_runs_on_the_cpu_and_prices_the_grid_from_its_step_count(tmp_path):
+    """`mgdm benchmark --device` is what a lent GPU runs first: its first bug should not cost device time."""
+    import json
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    run(["mgdm", "preprocess", "--profile", "smoke", "--dataset", "discs", "--no-mlflow"], tmp_path)
+    run(["mgdm", "benchmark", "--profile", "smoke", "--device", "cpu", "--repeats", "1"], tmp_path)
+    r = json.loads((tmp_path / "results/bench/smoke-cpu.json").read_text())
+    assert (r["n_train"], r["batch_size"], r["epochs"], r["runs_per_network"]) == (240, 64, 3, 7)
+    n = r["networks"]["convnext_atto"]
+    # 3 epochs of ceil(240 / 64) = 4 batches on real-only, and on real + each of 6 sets of 4 x 3 classes
+    # (ceil(252 / 64) = 4): 7 runs x 12 steps
+    assert n["grid_steps"] == 84
+    assert n["vs_old"] == pytest.approx(n["old_step_s"] / n["step_s"])
+    assert n["grid_s"] == pytest.approx(84 * n["step_s"]) and n["old_grid_s"] == pytest.approx(84 * n["old_step_s"])
+    assert n["tflop_per_s"] == pytest.approx(n["gflop_per_step"] / 1e3 / n["step_s"])
+    assert n["fraction_of_bf16_peak"] == pytest.approx(n["tflop_per_s"] / r["peak"]["bf16_tflop_per_s"])
+    assert r["grid"]["steps_s"] == pytest.approx(n["grid_s"])
+    assert "| convnext_atto |" in (tmp_path / "results/bench/smoke-cpu.md").read_text()
 
 def test_plan_prints_every_stage_and_a_total():
     res = run(["mgdm", "plan", "--profile", "cpu"], ROOT)

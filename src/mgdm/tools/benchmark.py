@@ -37,7 +37,7 @@ from mgdm.machine import cpu_name
 from mgdm.workflow.plan import Plan
 from mgdm.config import ConfigError
 from mgdm.tools import job_overhead, open_tool
-from mgdm.tools.timing import flops, timed
+from mgdm.tools.timing import flops, timed, timed_in_turns
 from mgdm.sampling.ddim import guided_ddim, mgdm_two_stage
 from mgdm.sampling.models import guidance_model
 
@@ -46,13 +46,16 @@ def bf16_supported() -> bool:
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-def figure(fn, repeats: int, peak_gflops: float, items: int = 1) -> dict:
-    """Time and FLOP-count one kernel: seconds, items/s, GFLOP/s and fraction of the conv peak."""
-    t = timed(fn, repeats)
-    f = flops(fn)
-    gflops = f / t["median_s"] / 1e9
-    return {**t, "gflop": f / 1e9, "items_per_s": items / t["median_s"], "gflop_per_s": gflops,
-            "fraction_of_peak": gflops / peak_gflops if peak_gflops else None}
+def figures(fns: dict, repeats: int, peak_gflops: float, items: int = 1) -> dict:
+    """Time kernels in turns (their ratios then share the machine's drift) and FLOP-count each: per kernel,
+    seconds, items/s, GFLOP/s and fraction of the conv peak."""
+    times, out = timed_in_turns(fns, repeats), {}
+    for name, fn in fns.items():
+        t, f = times[name], flops(fn)
+        gflops = f / t["median_s"] / 1e9
+        out[name] = {**t, "gflop": f / 1e9, "items_per_s": items / t["median_s"], "gflop_per_s": gflops,
+                     "fraction_of_peak": gflops / peak_gflops if peak_gflops else None}
+    return out
 
 
 def measure_peak(repeats: int, channels: int = 64, size: int = 28, batch: int = 64) -> dict:
@@ -112,10 +115,11 @@ def run(plan: Plan, dataset: str, repeats: int = 3, sample_steps: int = 10, with
         loss.backward()
         opt.step()
 
-    kernels["ddpm_train_step"] = figure(ddpm_step, repeats, conv_peak, b)
-    kernels["ddpm_train_step"]["plain"] = figure(plain_ddpm_step, repeats, conv_peak, b)
+    ways = {"mgdm": ddpm_step, "plain": plain_ddpm_step}
     if bf16_supported():
-        kernels["ddpm_train_step"]["bf16"] = figure(lambda: ddpm_step(True), repeats, conv_peak, b)
+        ways["bf16"] = lambda: ddpm_step(True)
+    f = figures(ways, repeats, conv_peak, b)
+    kernels["ddpm_train_step"] = {**f.pop("mgdm"), **f}
 
     # Sampling: `sample_steps` DDIM steps of a batch, per guidance kind; images/s at the profile's steps
     unet.eval().requires_grad_(False)
@@ -137,12 +141,10 @@ def run(plan: Plan, dataset: str, repeats: int = 3, sample_steps: int = 10, with
     plain = {"measure": lambda: plain_guided_ddim(unet, net, xs, ys, sampler, sample_steps),
              "cfg": lambda: plain_cfg_ddim(unet, xs, ys, sampler, sample_steps, k)}
     scale_to_profile = sample_steps / p.sampling.ddim_steps  # images/s at the profile's step count
-    for name, fn in samplers.items():
-        f = figure(fn, repeats, conv_peak, n)
-        f["images_per_s_at_profile_steps"] = f["items_per_s"] * scale_to_profile
-        if name in plain:
-            f["plain"] = figure(plain[name], repeats, conv_peak, n)
-        kernels[f"sample_{name}"] = f
+    f = figures({**samplers, **{f"{name} (plain)": fn for name, fn in plain.items()}}, repeats, conv_peak, n)
+    for name in samplers:
+        kernels[f"sample_{name}"] = {**f[name], "images_per_s_at_profile_steps": f[name]["items_per_s"]
+                                     * scale_to_profile, **({"plain": f[f"{name} (plain)"]} if name in plain else {})}
     base = kernels["sample_none"]["median_s"]
     for name in samplers:
         kernels[f"sample_{name}"]["cost_vs_none"] = kernels[f"sample_{name}"]["median_s"] / base
@@ -152,15 +154,16 @@ def run(plan: Plan, dataset: str, repeats: int = 3, sample_steps: int = 10, with
     # Downstream training step per network, and a torchvision ResNet-18 in a textbook loop
     bs = p.downstream.batch_size
     xb, yb = torch.randn(bs, chans, size, size, generator=g), torch.randint(0, k, (bs,), generator=g)
-    for name in p.downstream.networks:
-        kernels[f"train_{name}"] = figure(classifier_step(create_network(name, k, chans, size), xb, yb), repeats,
-                                          conv_peak, bs)
-    if "resnet18" in p.downstream.networks:
+    steps = {name: classifier_step(create_network(name, k, chans, size), xb, yb) for name in p.downstream.networks}
+    if "resnet18" in steps:
         import torchvision
 
         tv = torchvision.models.resnet18(num_classes=k)
         tv.conv1, tv.maxpool = torch.nn.Conv2d(chans, 64, 3, 1, 1, bias=False), torch.nn.Identity()
-        kernels["train_resnet18"]["plain"] = figure(classifier_step(tv, xb, yb), repeats, conv_peak, bs)
+        steps["resnet18 (plain)"] = classifier_step(tv, xb, yb)
+    f = figures(steps, repeats, conv_peak, bs)
+    for name in p.downstream.networks:
+        kernels[f"train_{name}"] = {**f[name], **({"plain": f["resnet18 (plain)"]} if name == "resnet18" else {})}
 
     for f in kernels.values():
         if "plain" in f:
@@ -173,24 +176,28 @@ def run(plan: Plan, dataset: str, repeats: int = 3, sample_steps: int = 10, with
     return out
 
 
-def _versus(fn, reference: torch.Tensor | None, eager_s: float, repeats: int) -> dict:
-    """Time a variant (its first call, e.g. compilation, apart) against the eager seconds; check its output."""
-    t0 = time.perf_counter()
-    first = fn()
-    out = {"first_call_s": time.perf_counter() - t0, **timed(fn, repeats, warmup=0)}
-    out["speedup"] = eager_s / out["median_s"]
-    if reference is not None:
-        out["max_abs_diff"] = (first.float() - reference.float()).abs().max().item()
-    return out
+def versus(eager, ways: dict, repeats: int, compare: bool = True) -> dict:
+    """Each way's first call (compilation included) apart, then the eager kernel and every way timed in turns:
+    {eager_s, way: {median_s, ..., first_call_s, speedup, max_abs_diff against the eager output if `compare`}}."""
+    reference, out = eager(), {}
+    for name, fn in ways.items():
+        t0 = time.perf_counter()
+        first = fn()
+        out[name] = {"first_call_s": time.perf_counter() - t0}
+        if compare:
+            out[name]["max_abs_diff"] = (first.float() - reference.float()).abs().max().item()
+    times = timed_in_turns({"eager": eager, **ways}, repeats, warmup=0)
+    for name in ways:
+        out[name].update(times[name], speedup=times["eager"]["median_s"] / times[name]["median_s"])
+    return {"eager_s": times["eager"]["median_s"], **out}
 
 
 def variants(unet, net, samplers, scheduler, steps, sample_data, train_data, repeats) -> dict:
-    """Speed-ups timed beside the eager figure in this run: {kernel: {variant: {median_s, speedup, ...}}}."""
+    """Speed-ups timed in turns with the eager figure: {kernel: {eager_s, variant: {median_s, speedup, ...}}}."""
     xs, ys, k = sample_data
     res: dict = {}
     for name in ("none", "measure"):
         eager = samplers[name]
-        reference, eager_s = eager(), timed(eager, repeats)["median_s"]
         measure, scale = (MEASURES["entropy"], 1.0) if name == "measure" else (None, 0.0)
 
         def sample(u, x, g):  # the eager sampler's call, on another copy of the models
@@ -203,30 +210,24 @@ def variants(unet, net, samplers, scheduler, steps, sample_data, train_data, rep
         def inference():
             with torch.inference_mode():
                 return eager()
-        res[f"sample_{name}"] = {
-            "eager_s": eager_s,
-            "channels_last": _versus(lambda: sample(cl_unet, xs.to(memory_format=torch.channels_last), cl_net),
-                                     reference, eager_s, repeats),
-            "compile": _versus(lambda: sample(compiled_unet, xs, compiled_net), reference, eager_s, repeats),
-        }
+        ways = {"channels_last": lambda: sample(cl_unet, xs.to(memory_format=torch.channels_last), cl_net),
+                "compile": lambda: sample(compiled_unet, xs, compiled_net)}
         if name == "none":  # guidance needs autograd: inference_mode cannot wrap it
-            res["sample_none"]["inference_mode"] = _versus(inference, reference, eager_s, repeats)
+            ways["inference_mode"] = inference
+        res[f"sample_{name}"] = versus(eager, ways, repeats)
 
     network, xb, yb, chans, size = train_data
     model = create_network(network, k, chans, size)
-    eager_s = timed(classifier_step(copy.deepcopy(model), xb, yb), repeats)["median_s"]
-    res[f"train_{network}"] = {
-        "eager_s": eager_s,
-        "channels_last": _versus(classifier_step(copy.deepcopy(model).to(memory_format=torch.channels_last),
-                                                 xb.to(memory_format=torch.channels_last), yb), None, eager_s, repeats),
-        "compile": _versus(classifier_step(torch.compile(copy.deepcopy(model)), xb, yb), None, eager_s, repeats),
-    }
+    res[f"train_{network}"] = versus(classifier_step(copy.deepcopy(model), xb, yb), {
+        "channels_last": classifier_step(copy.deepcopy(model).to(memory_format=torch.channels_last),
+                                         xb.to(memory_format=torch.channels_last), yb),
+        "compile": classifier_step(torch.compile(copy.deepcopy(model)), xb, yb)}, repeats, compare=False)
     # several runs of one network: one after the other (the grid trainer's way) or stacked by torch.func
     copies = 2  # stacked activations grow with the copies: four ResNet-18s at 28 px took over 16 GB here
     one_by_one, stacked, grad_diff = stacked_steps(network, k, chans, size, xb, yb, copies)
-    seq_s = timed(one_by_one, repeats)["median_s"]
-    res[f"train_{network} x{copies} runs"] = {"eager_s": seq_s, "stacked": {**_versus(stacked, None, seq_s, repeats),
-                                                                             "max_abs_diff": grad_diff}}
+    runs = versus(one_by_one, {"stacked": stacked}, repeats, compare=False)
+    runs["stacked"]["max_abs_diff"] = grad_diff
+    res[f"train_{network} x{copies} runs"] = runs
     res["thread_placement"] = thread_placement({
         f"train_{network}": ("train", (network, k, chans, size, len(xb))),
         "sample_measure": ("sample", (unet, net, xs, ys, scheduler, steps, k))}, repeats)

@@ -7,11 +7,11 @@ Per network of the profile, in one process so that the ratios compare:
   channels_last, the fused AdamW, no host sync inside the step (on a CPU: fp32, the unfused optimiser);
 - the old loop's step: the batch gathered and flipped on the host and copied from pageable memory, fp32,
   the unfused optimiser, `loss.item()` every step.
-Each is timed (median of repeats, the device synchronised after each call) and its FLOPs counted by
-`torch.utils.flop_counter`; its rate is set against the card's measured bf16 matmul and conv3x3 peaks. The
-grid's cost is every run's optimiser steps (epochs x batches of its training set: real, or real + a set) at
-the measured step, summed: validation, scoring and process starts are left out, so it is the floor the runs'
-own wall clock (their JSONs) is read against.
+Each is timed (median of repeats, the device synchronised after each call, new and old in turns) and its
+FLOPs counted by `torch.utils.flop_counter`; its rate is set against the card's measured bf16 matmul and
+conv3x3 peaks. The grid's cost is every run's optimiser steps (epochs x batches of its training set: real,
+or real + a set) at the measured step, summed: validation, scoring and process starts are left out, so it
+is the floor the runs' own wall clock (their JSONs) is read against.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from mgdm.classifiers.zoo import create_network
 from mgdm.config import set_multiple
 from mgdm.machine import device_name
-from mgdm.tools.timing import flops, timed
+from mgdm.tools.timing import flops, timed, timed_in_turns
 
 GRID_TARGET_S = 600.0  # the paper-downstream grid on one H100/H200
 PEAK_SHARE_TARGET = 0.30  # the large networks' step, of the measured bf16 peak
@@ -128,8 +128,9 @@ def run(plan, dataset: str, device: str, repeats: int = 3) -> dict:
         model = create_network(name, k, chans, size).to(dev)
         plain, counted = copy.deepcopy(model), copy.deepcopy(model)
         new = grid_step(model, x, y)
-        t_new = timed(synced(new, dev), repeats, warmup=2)
-        t_old = timed(synced(old_step(plain, host_x, host_y, bs, dev), dev), repeats, warmup=2)
+        t = timed_in_turns({"new": synced(new, dev), "old": synced(old_step(plain, host_x, host_y, bs, dev), dev)},
+                           repeats, warmup=2)
+        t_new, t_old = t["new"], t["old"]
         # counted on a copy, after the timing: the timed model and optimiser see only timed steps
         f = flops(grid_step(counted, x, y))
         rate = f / t_new["median_s"] / 1e12
