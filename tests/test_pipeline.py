@@ -133,7 +133,9 @@ def test_benchmark_writes_json_and_a_table_beside_the_peak_and_the_plain_way(tmp
     peak = result["peak"]["conv3x3_fp32_gflop_per_s"]
     for name in ("ddpm_train_step", "sample_measure", "sample_cfg", "train_resnet18"):
         k = kernels[name]
-        assert k["vs_plain"] == pytest.approx(k["plain"]["median_s"] / k["median_s"])
+        # timed in turns: the ratio is the median of the rounds' ratios, its range theirs
+        rounds = [p / m for p, m in zip(k["plain"]["times_s"], k["times_s"])]
+        assert len(rounds) == 1 and k["vs_plain"] == pytest.approx(rounds[0]) and k["vs_plain_range"] == [rounds[0]] * 2
         assert k["plain"]["gflop"] >= 0.9 * k["gflop"]  # the plain way does at least the same work
     for k in kernels.values():
         assert k["fraction_of_peak"] == pytest.approx(k["gflop"] / k["median_s"] / peak)
@@ -148,7 +150,7 @@ def test_benchmark_writes_json_and_a_table_beside_the_peak_and_the_plain_way(tmp
     assert set(variants["train_resnet18"]) == {"eager_s", "channels_last", "compile"}
     runs = variants["train_resnet18 x2 runs"]  # torch.func's stacked runs take the steps the runs take alone
     assert runs["stacked"]["max_abs_diff"] < 1e-5
-    assert runs["stacked"]["speedup"] == pytest.approx(runs["eager_s"] / runs["stacked"]["median_s"])
+    assert runs["stacked"]["speedup"] == pytest.approx(runs["eager_s"] / runs["stacked"]["median_s"])  # 1 round
     placement = variants["thread_placement"]
     assert placement["train_resnet18"]["two_1thread_jobs_per_s"] > 0 and placement["sample_measure"]["speedup"] > 0
     assert placement["sample_measure"]["max_abs_diff_1_vs_2_threads"] < 1e-4
@@ -167,7 +169,7 @@ def test_benchmark_writes_json_and_a_table_beside_the_peak_and_the_plain_way(tmp
 
 
 def test_kernels_are_timed_in_turns_so_a_drift_falls_on_each_alike():
-    from mgdm.tools.timing import timed_in_turns
+    from mgdm.tools.timing import ratio, timed_in_turns
 
     calls = []
     out = timed_in_turns({k: (lambda k=k: calls.append(k)) for k in "abc"}, repeats=4, warmup=1)
@@ -175,6 +177,8 @@ def test_kernels_are_timed_in_turns_so_a_drift_falls_on_each_alike():
     assert "".join(calls) == "abc" + "abc" + "bca" + "cab" + "abc"
     assert set(out) == {"a", "b", "c"} and all(t["repeats"] == 4 and t["min_s"] <= t["median_s"] <= t["max_s"]
                                                for t in out.values())
+    r = ratio({"times_s": [2.0, 3.0, 9.0]}, {"times_s": [1.0, 2.0, 3.0]})  # round by round: 2, 1.5, 3
+    assert r == {"median": 2.0, "min": 1.5, "max": 3.0}  # not 3.0 / 2.0, the ratio of the medians
 
 
 def test_device_benchmark_runs_on_the_cpu_and_prices_the_grid_from_its_step_count(tmp_path):
@@ -190,7 +194,7 @@ def test_device_benchmark_runs_on_the_cpu_and_prices_the_grid_from_its_step_coun
     # 3 epochs of ceil(240 / 64) = 4 batches on real-only, and on real + each of 6 sets of 4 x 3 classes
     # (ceil(252 / 64) = 4): 7 runs x 12 steps
     assert n["grid_steps"] == 84
-    assert n["vs_old"] == pytest.approx(n["old_step_s"] / n["step_s"])
+    assert n["vs_old"] == pytest.approx(n["old_step_s"] / n["step_s"])  # one round: its ratio is the medians'
     assert n["grid_s"] == pytest.approx(84 * n["step_s"]) and n["old_grid_s"] == pytest.approx(84 * n["old_step_s"])
     assert n["tflop_per_s"] == pytest.approx(n["gflop_per_step"] / 1e3 / n["step_s"])
     assert n["fraction_of_bf16_peak"] == pytest.approx(n["tflop_per_s"] / r["peak"]["bf16_tflop_per_s"])

@@ -8,7 +8,8 @@ In one process, so that ratios are comparable on a noisy machine:
   repeats, throughput, and the fraction of the fp32 conv peak it reaches;
 - beside each kernel the plain way of doing the same job, timed the same way: a textbook loop on the
   same diffusers UNet, a DDIM step that differentiates the UNet too for guidance, CFG as two forwards,
-  a torchvision ResNet-18 in a textbook loop; each kernel's `vs_plain` is plain seconds / mgdm seconds.
+  a torchvision ResNet-18 in a textbook loop; each kernel's `vs_plain` is plain seconds / mgdm seconds,
+  the median (and range, `vs_plain_range`) of the per-round ratios: the two are timed in turns.
 Always, the downstream jobs' overhead on the profile's job mix (mgdm.tools.job_overhead).
 With `variants`, the speed-ups a user might reach for, each timed beside the eager fp32 figure in the same
 run and checked against its output: channels_last, torch.compile (inductor), inference_mode, thread
@@ -37,7 +38,7 @@ from mgdm.machine import cpu_name
 from mgdm.workflow.plan import Plan
 from mgdm.config import ConfigError
 from mgdm.tools import job_overhead, open_tool
-from mgdm.tools.timing import flops, timed, timed_in_turns
+from mgdm.tools.timing import flops, ratio, timed, timed_in_turns
 from mgdm.sampling.ddim import guided_ddim, mgdm_two_stage
 from mgdm.sampling.models import guidance_model
 
@@ -145,9 +146,9 @@ def run(plan: Plan, dataset: str, repeats: int = 3, sample_steps: int = 10, with
     for name in samplers:
         kernels[f"sample_{name}"] = {**f[name], "images_per_s_at_profile_steps": f[name]["items_per_s"]
                                      * scale_to_profile, **({"plain": f[f"{name} (plain)"]} if name in plain else {})}
-    base = kernels["sample_none"]["median_s"]
+    base = kernels["sample_none"]
     for name in samplers:
-        kernels[f"sample_{name}"]["cost_vs_none"] = kernels[f"sample_{name}"]["median_s"] / base
+        kernels[f"sample_{name}"]["cost_vs_none"] = ratio(kernels[f"sample_{name}"], base)["median"]
     # the guidance net's forward and backward are extra FLOPs: no implementation runs below this ratio
     kernels["sample_measure"]["flop_ratio_vs_none"] = kernels["sample_measure"]["gflop"] / kernels["sample_none"]["gflop"]
 
@@ -167,7 +168,8 @@ def run(plan: Plan, dataset: str, repeats: int = 3, sample_steps: int = 10, with
 
     for f in kernels.values():
         if "plain" in f:
-            f["vs_plain"] = f["plain"]["median_s"] / f["median_s"]
+            r = ratio(f["plain"], f)
+            f["vs_plain"], f["vs_plain_range"] = r["median"], [r["min"], r["max"]]
     out["overhead"] = job_overhead.measure(plan, data, kernels, repeats)
     if with_variants:
         first = p.downstream.networks[0]
@@ -188,7 +190,8 @@ def versus(eager, ways: dict, repeats: int, compare: bool = True) -> dict:
             out[name]["max_abs_diff"] = (first.float() - reference.float()).abs().max().item()
     times = timed_in_turns({"eager": eager, **ways}, repeats, warmup=0)
     for name in ways:
-        out[name].update(times[name], speedup=times["eager"]["median_s"] / times[name]["median_s"])
+        r = ratio(times["eager"], times[name])
+        out[name].update(times[name], speedup=r["median"], speedup_range=[r["min"], r["max"]])
     return {"eager_s": times["eager"]["median_s"], **out}
 
 
@@ -350,11 +353,13 @@ def markdown(result: dict) -> str:
              f"{result['machine']['threads']} threads, torch {result['machine']['torch']}. Measured peak: "
              + ", ".join(f"{k.removesuffix('_gflop_per_s')} {v:.0f} GFLOP/s" for k, v in peak.items())
              + ". Seconds: median (min-max) over repeats; fraction of the fp32 conv3x3 peak; 'vs plain': the plain "
-             "way's seconds / mgdm's (above 1: mgdm is faster).", "",
+             "way's seconds / mgdm's (above 1: mgdm is faster), the median (min-max) of its ratios over rounds in "
+             "which the two ran in turns.", "",
              "| kernel | seconds | items/s | GFLOP | GFLOP/s | of peak | vs plain |", "|---|---|---|---|---|---|---|"]
     for name, f in result["kernels"].items():
         for label, g in [(name, f), *[(f"{name} ({k})", v) for k, v in f.items() if isinstance(v, dict)]]:
-            vs = f"{f['vs_plain']:.2f}" if label == name and "vs_plain" in f else ""
+            vs = f"{f['vs_plain']:.2f} ({f['vs_plain_range'][0]:.2f}-{f['vs_plain_range'][1]:.2f})" \
+                if label == name and "vs_plain" in f else ""
             lines.append(f"| {label} | {g['median_s']:.3f} ({g['min_s']:.3f}-{g['max_s']:.3f}) | {g['items_per_s']:.1f} "
                          f"| {g['gflop']:.1f} | {g['gflop_per_s']:.1f} | {g['fraction_of_peak']:.2f} | {vs} |")
     m = result["kernels"]["sample_measure"]
@@ -363,7 +368,8 @@ def markdown(result: dict) -> str:
     if "overhead" in result:
         lines += ["", *job_overhead.markdown(result["overhead"])]
     if "variants" in result:
-        lines += ["", "Variants, timed in the same run beside the eager fp32 figure (speed-up above 1: faster; "
+        lines += ["", "Variants, timed in turns with the eager fp32 figure (speed-up above 1: faster, the median "
+                  "(min-max) over rounds; "
                   "first call: compilation included; max |diff|: against the eager output; for stacked runs, the "
                   "eager figure is the same runs one after the other and the diff a stacked run's gradient against "
                   "its own alone).", "",
@@ -375,7 +381,8 @@ def markdown(result: dict) -> str:
                 if isinstance(v, dict):
                     diff = f"{v['max_abs_diff']:.1e}" if "max_abs_diff" in v else ""
                     lines.append(f"| {kernel} | {name} | {v['median_s']:.3f} (eager {vs['eager_s']:.3f}) | "
-                                 f"{v['speedup']:.2f} | {v['first_call_s']:.1f} | {diff} |")
+                                 f"{v['speedup']:.2f} ({v['speedup_range'][0]:.2f}-{v['speedup_range'][1]:.2f}) | "
+                                 f"{v['first_call_s']:.1f} | {diff} |")
         lines += ["", "Thread placement: calls per second of the whole machine, one 2-thread job against two 1-thread "
                   "jobs side by side (max |diff|: a 1-thread job's output against the 2-thread job's).", "",
                   "| kernel | one 2-thread job /s | two 1-thread jobs /s | speed-up | max abs diff |", "|---|---|---|---|---|"]

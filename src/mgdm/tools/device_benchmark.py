@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from mgdm.classifiers.zoo import create_network
 from mgdm.config import set_multiple
 from mgdm.machine import device_name
-from mgdm.tools.timing import flops, timed, timed_in_turns
+from mgdm.tools.timing import flops, ratio, timed, timed_in_turns
 
 GRID_TARGET_S = 600.0  # the paper-downstream grid on one H100/H200
 PEAK_SHARE_TARGET = 0.30  # the large networks' step, of the measured bf16 peak
@@ -135,7 +135,7 @@ def run(plan, dataset: str, device: str, repeats: int = 3) -> dict:
         f = flops(grid_step(counted, x, y))
         rate = f / t_new["median_s"] / 1e12
         networks[name] = {"gflop_per_step": f / 1e9, "step_s": t_new["median_s"], "old_step_s": t_old["median_s"],
-                          "vs_old": t_old["median_s"] / t_new["median_s"], "tflop_per_s": rate,
+                          "vs_old": ratio(t_old, t_new)["median"], "tflop_per_s": rate,
                           "fraction_of_bf16_peak": rate / peaks["bf16_tflop_per_s"], "grid_steps": steps,
                           "grid_s": steps * t_new["median_s"], "old_grid_s": steps * t_old["median_s"]}
         grid_s += networks[name]["grid_s"]

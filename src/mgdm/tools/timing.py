@@ -9,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 
 def timed(fn, repeats: int, warmup: int = 1) -> dict:
-    """Return {median_s, min_s, max_s, repeats} of `fn()` after `warmup` untimed calls."""
+    """Return {median_s, min_s, max_s, repeats, times_s} of `fn()` after `warmup` untimed calls."""
     return timed_in_turns({"fn": fn}, repeats, warmup)["fn"]
 
 
@@ -17,7 +17,7 @@ def timed_in_turns(fns: dict, repeats: int, warmup: int = 1) -> dict:
     """Time several kernels round by round, each round starting one further along: a drift in the machine's
     speed (a shared host, a throttled core) then falls on every kernel alike, so their ratios compare like
     with like (timed one after the other, mgdm's DDPM step against the plain one read 0.89x-1.01x in three runs).
-    Returns {name: {median_s, min_s, max_s, repeats}}."""
+    Returns {name: {median_s, min_s, max_s, repeats, times_s}}."""
     names = list(fns)
     for name in names:
         for _ in range(warmup):
@@ -28,8 +28,15 @@ def timed_in_turns(fns: dict, repeats: int, warmup: int = 1) -> dict:
             t0 = time.perf_counter()
             fns[name]()
             times[name].append(time.perf_counter() - t0)
-    return {name: {"median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts), "repeats": repeats}
-            for name, ts in times.items()}
+    return {name: {"median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts), "repeats": repeats,
+                   "times_s": ts} for name, ts in times.items()}
+
+
+def ratio(num: dict, den: dict) -> dict:
+    """num's seconds over den's, round by round, for two kernels timed in turns: the median and range of the
+    per-round ratios. A round's two calls met the same state of the machine, so the range is the ratio's noise."""
+    r = [a / b for a, b in zip(num["times_s"], den["times_s"], strict=True)]
+    return {"median": statistics.median(r), "min": min(r), "max": max(r)}
 
 
 class _Global:
