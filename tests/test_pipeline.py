@@ -165,6 +165,10 @@ def test_benchmark_writes_json_and_a_table_beside_the_peak_and_the_plain_way(tmp
     assert "| ddpm_train_step |" in table and "| sample_none | compile |" in table and "Thread placement" in table
     assert "| train_resnet18 x2 runs | stacked |" in table
     assert "| resnet18 |" in table and "| the mix |" in table
+    ddpm = kernels["ddpm_train_step"]
+    if "bf16" in ddpm:  # where the CPU has it: fp32's seconds over bf16's, in the one round
+        assert ddpm["bf16"]["vs_fp32"] == pytest.approx(ddpm["times_s"][0] / ddpm["bf16"]["times_s"][0])
+        assert "Under bf16 autocast the DDPM training step is" in table
 
 
 
