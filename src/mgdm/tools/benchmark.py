@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import multiprocessing
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -241,36 +242,64 @@ def variants(unet, net, samplers, scheduler, steps, sample_data, train_data, rep
     return res
 
 
-def _rate(job: tuple) -> tuple[float, torch.Tensor | None]:
-    """Calls per second of one kernel at `threads` torch threads, in a fresh process; a sampler's output too."""
-    kind, threads, repeats, args = job
+_kernel = None  # a thread-placement worker's kernel, built in its own process by _start_worker
+
+
+def _start_worker(kind: str, threads: int, args: tuple) -> None:
+    """Build one kernel in a fresh worker process at `threads` torch threads, and warm it up."""
+    global _kernel
     torch.set_num_threads(threads)
     if kind == "train":
         network, k, chans, size, batch = args
         g = torch.Generator().manual_seed(0)
         x, y = torch.randn(batch, chans, size, size, generator=g), torch.randint(0, k, (batch,), generator=g)
-        return 1 / timed(classifier_step(create_network(network, k, chans, size), x, y), repeats)["median_s"], None
-    unet, net, x, y, sampler, steps, k = args
+        _kernel = classifier_step(create_network(network, k, chans, size), x, y)
+    else:
+        unet, net, x, y, sampler, steps, k = args
 
-    def sample():
-        return guided_ddim(unet, x, y, sampler, steps, null_label=k, guidance_net=net, measure=MEASURES["entropy"],
-                           scale=1.0)
-    return 1 / timed(sample, repeats)["median_s"], sample()
+        def _kernel():
+            return guided_ddim(unet, x, y, sampler, steps, null_label=k, guidance_net=net,
+                               measure=MEASURES["entropy"], scale=1.0)
+    _kernel()
+
+
+def _call() -> tuple[float, torch.Tensor | None]:
+    t0 = time.perf_counter()
+    out = _kernel()
+    return time.perf_counter() - t0, out
 
 
 def thread_placement(jobs: dict, repeats: int) -> dict:
     """Per kernel, calls per second of the whole machine's 2 cores: one 2-thread job, or two 1-thread jobs at
-    once (as Snakemake packs jobs of `threads: 1`); for a sampler, whether 1 and 2 threads give the same images."""
+    once (as Snakemake packs jobs of `threads: 1`), in turns round by round (three workers, built once, idle
+    while the others run); for a sampler, whether 1 and 2 threads give the same images."""
     ctx = multiprocessing.get_context("spawn")
     out = {}
     for name, (kind, args) in jobs.items():
-        with ctx.Pool(1) as pool:
-            one, x2 = pool.map(_rate, [(kind, 2, repeats, args)])[0]
-        with ctx.Pool(2) as pool:
-            (r1, x1), (r2, _) = pool.map(_rate, [(kind, 1, repeats, args)] * 2)
-        out[name] = {"one_2thread_job_per_s": one, "two_1thread_jobs_per_s": r1 + r2, "speedup": (r1 + r2) / one}
-        if x2 is not None:
-            out[name]["max_abs_diff_1_vs_2_threads"] = (x1 - x2).abs().max().item()
+        pools = [ctx.Pool(1, _start_worker, (kind, threads, args)) for threads in (2, 1, 1)]
+        try:
+            for pool in pools:  # every worker built and warm before anything is timed
+                pool.apply(int)
+            rounds, outputs = [], {}
+            for r in range(repeats):
+                rate = {}
+                for way in ("one", "two") if r % 2 == 0 else ("two", "one"):
+                    if way == "one":
+                        t, outputs["one"] = pools[0].apply(_call)
+                        rate["one"] = 1 / t
+                    else:
+                        (t1, outputs["two"]), (t2, _) = [c.get() for c in [p.apply_async(_call) for p in pools[1:]]]
+                        rate["two"] = 1 / t1 + 1 / t2
+                rounds.append(rate)
+        finally:
+            for pool in pools:
+                pool.terminate()
+        ratios = [r["two"] / r["one"] for r in rounds]
+        out[name] = {"one_2thread_job_per_s": statistics.median(r["one"] for r in rounds),
+                     "two_1thread_jobs_per_s": statistics.median(r["two"] for r in rounds),
+                     "speedup": statistics.median(ratios), "speedup_range": [min(ratios), max(ratios)]}
+        if outputs["one"] is not None:
+            out[name]["max_abs_diff_1_vs_2_threads"] = (outputs["two"] - outputs["one"]).abs().max().item()
     return out
 
 
@@ -393,12 +422,13 @@ def markdown(result: dict) -> str:
                                  f"{v['speedup']:.2f} ({v['speedup_range'][0]:.2f}-{v['speedup_range'][1]:.2f}) | "
                                  f"{v['first_call_s']:.1f} | {diff} |")
         lines += ["", "Thread placement: calls per second of the whole machine, one 2-thread job against two 1-thread "
-                  "jobs side by side (max |diff|: a 1-thread job's output against the 2-thread job's).", "",
+                  "jobs side by side, in turns (speed-up: the median (min-max) over rounds; max |diff|: a 1-thread "
+                  "job's output against the 2-thread job's).", "",
                   "| kernel | one 2-thread job /s | two 1-thread jobs /s | speed-up | max abs diff |", "|---|---|---|---|---|"]
         for kernel, tp in result["variants"]["thread_placement"].items():
             diff = f"{tp['max_abs_diff_1_vs_2_threads']:.1e}" if "max_abs_diff_1_vs_2_threads" in tp else ""
             lines.append(f"| {kernel} | {tp['one_2thread_job_per_s']:.3f} | {tp['two_1thread_jobs_per_s']:.3f} | "
-                         f"{tp['speedup']:.2f} | {diff} |")
+                         f"{tp['speedup']:.2f} ({tp['speedup_range'][0]:.2f}-{tp['speedup_range'][1]:.2f}) | {diff} |")
     return "\n".join(lines) + "\n"
 
 
