@@ -127,6 +127,8 @@ def test_benchmark_writes_json_and_a_table_beside_the_peak_and_the_plain_way(tmp
     result = json.loads((tmp_path / "results/bench/smoke.json").read_text())
     assert (result["channels"], result["classes"]) == (1, 3)  # the dataset's, not assumed
     assert result["peak"]["conv3x3_fp32_gflop_per_s"] > 0 and result["peak"]["matmul_fp32_gflop_per_s"] > 0
+    start, end = result["peak_readings"]["start"], result["peak_readings"]["end"]  # the faster reading kept
+    assert result["peak"] == {k: max(start[k], end[k]) for k in start} and set(end) == set(start)
     kernels = result["kernels"]
     assert set(kernels) >= {"ddpm_train_step", "sample_none", "sample_measure", "sample_cfg", "sample_mgdm",
                             "train_resnet18"}
