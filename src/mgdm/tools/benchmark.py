@@ -11,8 +11,8 @@ In one process, so that ratios are comparable on a noisy machine:
   a torchvision ResNet-18 in a textbook loop; each kernel's `vs_plain` is plain seconds / mgdm seconds,
   the median (and range, `vs_plain_range`) of the per-round ratios: the two are timed in turns.
 Always, the downstream jobs' overhead on the profile's job mix (mgdm.tools.job_overhead).
-With `variants`, the speed-ups a user might reach for, each timed beside the eager fp32 figure in the same
-run and checked against its output: channels_last, torch.compile (inductor), inference_mode, thread
+With `variants`, the speed-ups a user might reach for, each timed in turns with the eager fp32 figure and
+checked against its output: channels_last, torch.compile (inductor), inference_mode, thread
 placement (two 1-thread jobs side by side, as Snakemake runs downstream jobs on 2 cores, against one
 2-thread job), and several runs of one network stacked by torch.func against the same runs one by one.
 Models are freshly initialised (speed does not depend on training); shapes come from the dataset.
@@ -121,10 +121,10 @@ def run(plan: Plan, dataset: str, repeats: int = 3, sample_steps: int = 10, with
     if bf16_supported():
         ways["bf16"] = lambda: ddpm_step(True)
     f = figures(ways, repeats, b)
-    kernels["ddpm_train_step"] = {**f.pop("mgdm"), **f}
-    if "bf16" in f:  # fp32 is the default; bf16 only where it is measured faster (and shown not to change results)
-        r = ratio(kernels["ddpm_train_step"], f["bf16"])
-        f["bf16"]["vs_fp32"], f["bf16"]["vs_fp32_range"] = r["median"], [r["min"], r["max"]]
+    ddpm = kernels["ddpm_train_step"] = {**f.pop("mgdm"), **f}
+    if "bf16" in ddpm:  # fp32 is the default; bf16 only where it is measured faster (and shown not to change results)
+        r = ratio(ddpm, ddpm["bf16"])
+        ddpm["bf16"].update(vs_fp32=r["median"], vs_fp32_range=[r["min"], r["max"]])
 
     # Sampling: `sample_steps` DDIM steps of a batch, per guidance kind; images/s at the profile's steps
     unet.eval().requires_grad_(False)
