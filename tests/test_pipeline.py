@@ -175,7 +175,6 @@ def test_benchmark_writes_json_and_a_table_beside_the_peak_and_the_plain_way(tmp
         assert "Under bf16 autocast the DDPM training step is" in table
 
 
-
 def test_kernels_are_timed_in_turns_so_a_drift_falls_on_each_alike():
     from mgdm.tools.timing import ratio, timed_in_turns
 
@@ -208,6 +207,7 @@ def test_device_benchmark_runs_on_the_cpu_and_prices_the_grid_from_its_step_coun
     assert n["fraction_of_bf16_peak"] == pytest.approx(n["tflop_per_s"] / r["peak"]["bf16_tflop_per_s"])
     assert r["grid"]["steps_s"] == pytest.approx(n["grid_s"])
     assert "| convnext_atto |" in (tmp_path / "results/bench/smoke-cpu.md").read_text()
+
 
 def test_plan_prints_every_stage_and_a_total():
     res = run(["mgdm", "plan", "--profile", "cpu"], ROOT)

@@ -39,9 +39,20 @@ from mgdm.machine import cpu_name
 from mgdm.workflow.plan import Plan
 from mgdm.config import ConfigError
 from mgdm.tools import job_overhead, open_tool
-from mgdm.tools.timing import flops, ratio, timed, timed_in_turns
+from mgdm.tools.timing import flops, ratio, spread, timed, timed_in_turns
 from mgdm.sampling.ddim import guided_ddim, mgdm_two_stage
 from mgdm.sampling.models import guidance_model
+
+
+def put_ratio(d: dict, key: str, r: dict) -> None:
+    """Store a per-round ratio's median as d[key] and its range as d[key + '_range']."""
+    d[key], d[f"{key}_range"] = r["median"], [r["min"], r["max"]]
+
+
+def with_range(d: dict, key: str) -> str:
+    """d[key] and its range as the tables print them: '1.04 (0.93-1.17)'."""
+    low, high = d[f"{key}_range"]
+    return f"{d[key]:.2f} ({low:.2f}-{high:.2f})"
 
 
 def bf16_supported() -> bool:
@@ -123,8 +134,7 @@ def run(plan: Plan, dataset: str, repeats: int = 3, sample_steps: int = 10, with
     f = figures(ways, repeats, b)
     ddpm = kernels["ddpm_train_step"] = {**f.pop("mgdm"), **f}
     if "bf16" in ddpm:  # fp32 is the default; bf16 only where it is measured faster (and shown not to change results)
-        r = ratio(ddpm, ddpm["bf16"])
-        ddpm["bf16"].update(vs_fp32=r["median"], vs_fp32_range=[r["min"], r["max"]])
+        put_ratio(ddpm["bf16"], "vs_fp32", ratio(ddpm, ddpm["bf16"]))
 
     # Sampling: `sample_steps` DDIM steps of a batch, per guidance kind; images/s at the profile's steps
     unet.eval().requires_grad_(False)
@@ -172,8 +182,7 @@ def run(plan: Plan, dataset: str, repeats: int = 3, sample_steps: int = 10, with
 
     for f in kernels.values():
         if "plain" in f:
-            r = ratio(f["plain"], f)
-            f["vs_plain"], f["vs_plain_range"] = r["median"], [r["min"], r["max"]]
+            put_ratio(f, "vs_plain", ratio(f["plain"], f))
     out["overhead"] = job_overhead.measure(plan, data, kernels, repeats)
     if with_variants:
         first = p.downstream.networks[0]
@@ -203,8 +212,8 @@ def versus(eager, ways: dict, repeats: int, compare: bool = True) -> dict:
             out[name]["max_abs_diff"] = (first.float() - reference.float()).abs().max().item()
     times = timed_in_turns({"eager": eager, **ways}, repeats, warmup=0)
     for name in ways:
-        r = ratio(times["eager"], times[name])
-        out[name].update(times[name], speedup=r["median"], speedup_range=[r["min"], r["max"]])
+        out[name].update(times[name])
+        put_ratio(out[name], "speedup", ratio(times["eager"], times[name]))
     return {"eager_s": times["eager"]["median_s"], **out}
 
 
@@ -302,10 +311,9 @@ def thread_placement(jobs: dict, repeats: int) -> dict:
         finally:
             for pool in pools:
                 pool.terminate()
-        ratios = [r["two"] / r["one"] for r in rounds]
         out[name] = {"one_2thread_job_per_s": statistics.median(r["one"] for r in rounds),
-                     "two_1thread_jobs_per_s": statistics.median(r["two"] for r in rounds),
-                     "speedup": statistics.median(ratios), "speedup_range": [min(ratios), max(ratios)]}
+                     "two_1thread_jobs_per_s": statistics.median(r["two"] for r in rounds)}
+        put_ratio(out[name], "speedup", spread(r["two"] / r["one"] for r in rounds))
         if outputs["one"] is not None:
             out[name]["max_abs_diff_1_vs_2_threads"] = (outputs["two"] - outputs["one"]).abs().max().item()
     return out
@@ -400,8 +408,7 @@ def markdown(result: dict) -> str:
              "| kernel | seconds | items/s | GFLOP | GFLOP/s | of peak | vs plain |", "|---|---|---|---|---|---|---|"]
     for name, f in result["kernels"].items():
         for label, g in [(name, f), *[(f"{name} ({k})", v) for k, v in f.items() if isinstance(v, dict)]]:
-            vs = f"{f['vs_plain']:.2f} ({f['vs_plain_range'][0]:.2f}-{f['vs_plain_range'][1]:.2f})" \
-                if label == name and "vs_plain" in f else ""
+            vs = with_range(f, "vs_plain") if label == name and "vs_plain" in f else ""
             lines.append(f"| {label} | {g['median_s']:.3f} ({g['min_s']:.3f}-{g['max_s']:.3f}) | {g['items_per_s']:.1f} "
                          f"| {g['gflop']:.1f} | {g['gflop_per_s']:.1f} | {g['fraction_of_peak']:.2f} | {vs} |")
     m = result["kernels"]["sample_measure"]
@@ -427,8 +434,7 @@ def markdown(result: dict) -> str:
                 if isinstance(v, dict):
                     diff = f"{v['max_abs_diff']:.1e}" if "max_abs_diff" in v else ""
                     lines.append(f"| {kernel} | {name} | {v['median_s']:.3f} (eager {vs['eager_s']:.3f}) | "
-                                 f"{v['speedup']:.2f} ({v['speedup_range'][0]:.2f}-{v['speedup_range'][1]:.2f}) | "
-                                 f"{v['first_call_s']:.1f} | {diff} |")
+                                 f"{with_range(v, 'speedup')} | {v['first_call_s']:.1f} | {diff} |")
         lines += ["", "Thread placement: calls per second of the whole machine, one 2-thread job against two 1-thread "
                   "jobs side by side, in turns (speed-up: the median (min-max) over rounds; max |diff|: a 1-thread "
                   "job's output against the 2-thread job's).", "",
@@ -436,7 +442,7 @@ def markdown(result: dict) -> str:
         for kernel, tp in result["variants"]["thread_placement"].items():
             diff = f"{tp['max_abs_diff_1_vs_2_threads']:.1e}" if "max_abs_diff_1_vs_2_threads" in tp else ""
             lines.append(f"| {kernel} | {tp['one_2thread_job_per_s']:.3f} | {tp['two_1thread_jobs_per_s']:.3f} | "
-                         f"{tp['speedup']:.2f} ({tp['speedup_range'][0]:.2f}-{tp['speedup_range'][1]:.2f}) | {diff} |")
+                         f"{with_range(tp, 'speedup')} | {diff} |")
     return "\n".join(lines) + "\n"
 
 

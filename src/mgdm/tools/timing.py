@@ -35,8 +35,13 @@ def timed_in_turns(fns: dict, repeats: int, warmup: int = 1) -> dict:
 def ratio(num: dict, den: dict) -> dict:
     """num's seconds over den's, round by round, for two kernels timed in turns: the median and range of the
     per-round ratios. A round's two calls met the same state of the machine, so the range is the ratio's noise."""
-    r = [a / b for a, b in zip(num["times_s"], den["times_s"], strict=True)]
-    return {"median": statistics.median(r), "min": min(r), "max": max(r)}
+    return spread([a / b for a, b in zip(num["times_s"], den["times_s"], strict=True)])
+
+
+def spread(values) -> dict:
+    """{median, min, max} of per-round values (ratios, rates)."""
+    values = list(values)
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 class _Global:
