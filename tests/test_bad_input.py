@@ -8,12 +8,14 @@ checkpoints are tested in test_data.py.
 """
 
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import ROOT, finished_copy, run
 
+from mgdm.cli import TOOLS
 from mgdm.config import load
 from mgdm.workflow.stages import STAGES
 from mgdm.workflow.plan import Plan
@@ -134,3 +136,20 @@ def test_a_tool_without_its_inputs_is_refused_in_one_line(tmp_path, monkeypatch,
     assert rc == 2
     assert len(err.splitlines()) == 1 and err.startswith("mgdm: error: ") and missing in err, err
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_a_tool_given_a_dataset_outside_its_profile_is_refused_before_it_imports_torch(tmp_path, tool):
+    """`--dataset` names one of the profile's datasets: another one is refused in one line naming it (until now
+    `mgdm power` wrote a table of nothing over the profile's committed one), and the check comes before the tool's
+    module is imported, so a typo costs a fraction of a second, not the 5-20 s of importing torch and the rest."""
+    probe = ("import sys; from mgdm.cli import main; rc = main(sys.argv[1:]); "
+             "print('torch imported' if 'torch' in sys.modules else 'torch not imported'); sys.exit(rc)")
+    res = run([sys.executable, "-c", probe, tool, "--params", str(ROOT / "params.yaml"), "--profile", "smoke",
+               "--dataset", "nope"], tmp_path, check=False)
+    err = res.stderr.strip()
+    assert res.returncode == 2 and len(err.splitlines()) == 1, err
+    assert err == ("mgdm: error: " + str(ROOT / "params.yaml") + " (profile 'smoke'): dataset 'nope' is not in this "
+                   "profile's datasets ['discs']"), err
+    assert res.stdout.strip() == "torch not imported"
+    assert not any(tmp_path.rglob("*"))

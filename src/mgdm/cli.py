@@ -1,6 +1,6 @@
 """`mgdm <command>`: the one way every stage runs, for Snakemake, DVC and people alike.
 
-The CLI only parses. A stage command runs through mgdm.workflow.runner, which finds the stage's module
+The CLI only parses, and checks a tool's configuration before importing it. A stage command runs through mgdm.workflow.runner, which finds the stage's module
 in the stage table (mgdm.stages.<stage>); the other commands run their module's `main` (mgdm.workflow.*
 for the DAG's glue, mgdm.tools.* for the commands outside the DAG). Modules are imported when their
 command runs, so `mgdm --help` does not import torch.
@@ -216,14 +216,19 @@ def main(argv: list[str] | None = None) -> int:
             from mgdm.workflow.runner import run_stage
 
             return run_stage(a.stage, a)
+        if a.command in TOOLS:  # the configuration first: a tool's module takes seconds to import (torch, ...)
+            from mgdm.tools import open_tool
+
+            open_tool(a)
         if isinstance(a.func, str):
             return importlib.import_module(a.func).main(a)
         return a.func(a)
     except (ValueError, FileNotFoundError) as err:
-        from mgdm.files import FileError  # here, not at the top: it imports torch, which `mgdm --help` need not
+        if not isinstance(err, (ConfigError, FileNotFoundError)):
+            from mgdm.files import FileError  # here, not at the top: it imports torch, which a bad config need not
 
-        if not isinstance(err, (ConfigError, FileError, FileNotFoundError)):
-            raise
+            if not isinstance(err, FileError):
+                raise
         print(f"mgdm: error: {err}", file=sys.stderr)  # bad input to a tool: one line, as the stages say it
         return 2
 

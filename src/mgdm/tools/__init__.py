@@ -7,16 +7,21 @@ from __future__ import annotations
 def open_tool(a):
     """Load the profile, apply --threads, pick --dataset (default: the profile's first): the shared start of the
     commands outside the DAG. Returns (config, plan, dataset name)."""
-    from mgdm.config import load
+    from mgdm.config import ConfigError, load
     from mgdm.workflow.plan import Plan
 
     config = load(a.params, a.profile)
     plan = Plan(config, a.params)
+    datasets = plan.values["dataset"]
+    name = a.dataset or datasets[0]
+    if name not in datasets:  # else a tool would read another profile's files, or write a table of nothing
+        raise ConfigError(f"{a.params} (profile {plan.profile!r}): dataset {name!r} is not in this profile's "
+                          f"datasets {datasets}")
     if getattr(a, "threads", 0):
         import torch
 
         torch.set_num_threads(a.threads)
-    return config, plan, a.dataset or plan.values["dataset"][0]
+    return config, plan, name
 
 
 def profile_runs(plan, name: str):
