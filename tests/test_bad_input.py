@@ -153,3 +153,36 @@ def test_a_tool_given_a_dataset_outside_its_profile_is_refused_before_it_imports
                    "profile's datasets ['discs']"), err
     assert res.stdout.strip() == "torch not imported"
     assert not any(tmp_path.rglob("*"))
+
+
+@pytest.mark.parametrize("args, said", [
+    (["power", "--parallel", "0"], "argument --parallel: 0 must be >= 1"),  # was a ZeroDivisionError traceback
+    (["power", "--budget-min", "-5"], "argument --budget-min: -5 must be > 0"),  # was a table that nothing fits
+    (["power", "--sets", "x"], "argument --sets: 'x' is not an integer"),
+    (["benchmark", "--threads", "-3"], "argument --threads: -3 must be >= 0"),  # was torch's RuntimeError
+    (["plan", "--cores", "0"], "argument --cores: 0 must be >= 1"),  # was a wall clock on 0 cores
+    (["jobs", "--workers", "0"], "argument --workers: 0 must be >= 1"),
+    (["jobs", "--deadline-min", "nan"], "argument --deadline-min: nan must be >= 0"),  # (0 starts no job)
+    (["survey-zoo", "--network", "nope"], "argument --network: invalid choice: 'nope'"),  # was a KeyError traceback
+    (["training-length", "--network", "resnet18", "--network", "nope"], "argument --network: invalid choice: 'nope'"),
+    (["report", "--seeds", "0", "--from-records"], "--seeds chooses the runs to gather or train; --from-records"),
+    (["copies-control", "--networks", "resnet18", "--seeds", "0", "--from-records"],
+     "--seeds and --networks choose the runs"),  # both were ignored without a word
+])
+def test_a_meaningless_option_is_refused_by_the_parser(tmp_path, monkeypatch, capsys, args, said):
+    from mgdm.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main([*args, "--params", str(ROOT / "params.yaml"), "--profile", "smoke"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert stop.value.code == 2 and err.startswith("mgdm") and said in err, err
+    assert not any(tmp_path.rglob("*"))
+
+
+def test_a_bounded_option_parses_its_value():
+    from mgdm.cli import COUNT, THREADS, bounded
+
+    minutes = bounded(float, 0, strict=True)
+    assert (COUNT("3"), THREADS("0"), minutes("2.5"), minutes("1e-3"), bounded(float, 0)("0")) == (3, 0, 2.5, 1e-3, 0)
+    assert isinstance(COUNT("3"), int) and isinstance(minutes("2"), float)

@@ -1,9 +1,9 @@
 """`mgdm <command>`: the one way every stage runs, for Snakemake, DVC and people alike.
 
-The CLI only parses, and checks a tool's configuration before importing it. A stage command runs through mgdm.workflow.runner, which finds the stage's module
-in the stage table (mgdm.stages.<stage>); the other commands run their module's `main` (mgdm.workflow.*
-for the DAG's glue, mgdm.tools.* for the commands outside the DAG). Modules are imported when their
-command runs, so `mgdm --help` does not import torch.
+The CLI only parses, and checks a tool's configuration before importing it. A stage command runs through
+mgdm.workflow.runner, which finds the stage's module in the stage table (mgdm.stages.<stage>); the other
+commands run their module's `main` (mgdm.workflow.* for the DAG's glue, mgdm.tools.* for the commands outside
+the DAG). Modules are imported when their command runs, so `mgdm --help` does not import torch.
 """
 
 from __future__ import annotations
@@ -13,12 +13,29 @@ import importlib
 import sys
 from pathlib import Path
 
-from mgdm.config import ConfigError
+from mgdm.config import NETWORKS, ConfigError
 from mgdm.workflow import tracking
 from mgdm.workflow.stages import STAGES
 
 TOOLS = ("benchmark", "sweep-generator", "calibrate-scales", "survey-zoo", "training-length", "power",
          "legacy-networks", "prior-shift", "copies-control", "set-draws")
+
+def bounded(kind=int, low: float = 1, strict: bool = False):
+    """An argparse type: a `kind` of at least `low` (above it if `strict`): 0 workers, cores or minutes mean nothing."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not (value > low if strict else value >= low):  # (NaN fails both)
+            raise argparse.ArgumentTypeError(f"{text} must be {'>' if strict else '>='} {low:g}")
+        return value
+
+    return parse
+
+
+COUNT, THREADS = bounded(int, 1), bounded(int, 0)
+
 
 WILDCARD_ARGS = {"dataset": str, "set": str, "network": str, "seed": int}
 WILDCARD_HELP = {"dataset": "a dataset of the profile (params.yaml `datasets`), e.g. retinamnist",
@@ -34,7 +51,8 @@ STAGE_HELP = {
                            "--dataset retinamnist"),
     "train_reference_net": ("train the reference classifier whose features score fidelity and distributions",
                             "--dataset retinamnist"),
-    "sample": ("draw one synthetic set with guided DDIM (or MGDM's two stages)", "--dataset retinamnist --set entropy-s2"),
+    "sample": ("draw one synthetic set with guided DDIM (or MGDM's two stages)",
+               "--dataset retinamnist --set entropy-s2"),
     "fidelity": ("score one synthetic set against the real training split, beside the held-out floor",
                  "--dataset retinamnist --set entropy-s2"),
     "train_baseline": ("train a downstream network on real images only and score it on the test split",
@@ -86,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "downstream.networks, e.g. the ones a GPU lease finished (default: all)")
             p.add_argument("--from-records", action="store_true", help="rebuild the tables and figures from the "
                            "committed records (records/runs.csv, records/images.json) alone, e.g. in a fresh clone")
-        p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+        p.add_argument("--threads", type=THREADS, default=0, help="torch threads (0: torch's default)")
         p.add_argument("--device", default=None, help="run on this device instead of the profile's `device`, "
                        "e.g. cuda on a lent GPU (the metrics JSON names the machine)")
         p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -109,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example: mgdm benchmark --profile cpu --repeats 5")
     b.add_argument("-o", "--output", default=None, help="the JSON to write (default results/bench/<profile>.json; "
                    "a markdown table is written beside it)")
-    b.add_argument("--repeats", type=int, default=3, help="timed repeats per figure (the median is reported)")
+    b.add_argument("--repeats", type=COUNT, default=3, help="timed repeats per figure (the median is reported)")
     b.add_argument("--variants", action="store_true", help="also time channels_last, torch.compile, inference_mode "
                    "and thread placement beside the eager figures (compilation takes minutes)")
     b.add_argument("--device", default=None, help="instead, the downstream grid's training step on this device "
@@ -119,26 +137,29 @@ def build_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep-generator", help="compare DDPM recipe variants at equal wall clock with the "
                         "fidelity probe; e.g. mgdm sweep-generator --profile cpu --variant baseline")
     sw.add_argument("--variant", action="append", default=[], help="run only this variant (repeatable)")
-    sw.add_argument("--table-only", action="store_true", help="only rewrite the table and figure from finished variants")
+    sw.add_argument("--table-only", action="store_true",
+                    help="only rewrite the table and figure from finished variants")
     sw.add_argument("--no-progress", action="store_true", help="no progress bars")
     sw.set_defaults(func="mgdm.tools.generator_sweep")
     cs = sub.add_parser("calibrate-scales", help="how far each guidance measure moves a sample per unit scale, "
                         "along unguided DDIM trajectories, and the scale that matches a reference measure",
                         epilog="example: mgdm calibrate-scales --profile cpu --reference entropy")
     cs.add_argument("--reference", default="entropy", help="the measure whose first scale the others are matched to")
-    cs.add_argument("--images", type=int, default=50, help="trajectories to average over (classes in turn)")
+    cs.add_argument("--images", type=COUNT, default=50, help="trajectories to average over (classes in turn)")
     cs.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     cs.set_defaults(func="mgdm.tools.calibrate_scales")
     z = sub.add_parser("survey-zoo", help="train each zoo network briefly on real data: seconds per epoch and test "
                        "ACC/AUC, near-chance networks flagged; e.g. mgdm survey-zoo --profile cpu --network resnet18")
-    z.add_argument("--network", action="append", default=[], help="survey only this network (repeatable)")
+    z.add_argument("--network", action="append", default=[], choices=NETWORKS, metavar="NETWORK",
+                   help="survey only this zoo network (repeatable)")
     z.add_argument("--table-only", action="store_true", help="only rewrite the table from surveyed networks")
     z.add_argument("--no-progress", action="store_true", help="no progress bars")
     z.set_defaults(func="mgdm.tools.zoo_survey")
     tl = sub.add_parser("training-length", help="train downstream networks on real data at each length of "
                         "training_length.epochs: best validation AUC per length, and the shortest length after which "
                         "it stops improving; e.g. mgdm training-length --profile converged --network densenet121")
-    tl.add_argument("--network", action="append", default=[], help="only this network (repeatable)")
+    tl.add_argument("--network", action="append", default=[], choices=NETWORKS, metavar="NETWORK",
+                    help="only this zoo network (repeatable)")
     tl.add_argument("--table-only", action="store_true", help="only rewrite the table and figure from finished runs")
     tl.add_argument("--no-progress", action="store_true", help="no progress bars")
     tl.set_defaults(func="mgdm.tools.training_length")
@@ -146,9 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "network x set) of paired accuracy changes, then per design (networks x seeds) the "
                         "network-level half-width, the power at 1, 1.5 and 3 points and the minutes; "
                         "e.g. mgdm power --profile pilot --budget-min 150")
-    pw.add_argument("--sets", type=int, default=3, help="synthetic sets each pair compares with real-only")
-    pw.add_argument("--budget-min", type=float, default=150, help="wall-clock budget of the study, minutes")
-    pw.add_argument("--parallel", type=int, default=2, help="downstream jobs side by side (e.g. --cores)")
+    pw.add_argument("--sets", type=COUNT, default=3, help="synthetic sets each pair compares with real-only")
+    pw.add_argument("--budget-min", type=bounded(float, 0, strict=True), default=150,
+                    help="wall-clock budget of the study, minutes")
+    pw.add_argument("--parallel", type=COUNT, default=2, help="downstream jobs side by side (e.g. --cores)")
     pw.set_defaults(func="mgdm.tools.power")
     ln = sub.add_parser("legacy-networks", help="network-level inference for a profile reported before run "
                         "records were kept, from the per-network means of its committed downstream table; "
@@ -186,8 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     j = sub.add_parser("jobs", help="run a profile's downstream jobs (train-baseline, train-classifier) in worker "
                        "processes without Snakemake, e.g. many small jobs on one GPU; finished jobs are skipped",
                        epilog="example: mgdm jobs --profile paper-downstream --workers 8 --deadline-min 7")
-    j.add_argument("--workers", type=int, default=2, help="jobs side by side (each on one torch thread)")
-    j.add_argument("--deadline-min", type=float, default=None, help="start no job after this many minutes")
+    j.add_argument("--workers", type=COUNT, default=2, help="jobs side by side (each on one torch thread)")
+    j.add_argument("--deadline-min", type=bounded(float, 0), default=None, help="start no job after this many minutes "
+                   "(0: list the jobs and start none)")
     j.add_argument("--networks", nargs="+", default=None, help="only these networks' jobs (default: all)")
     j.add_argument("--seeds", type=int, nargs="+", default=None, help="only these seeds' jobs (default: all)")
     j.add_argument("--device", default=None, help="run the jobs on this device instead of the profile's, e.g. "
@@ -195,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     j.set_defaults(func="mgdm.workflow.jobs")
     pl = sub.add_parser("plan", help="print the jobs of a profile and their estimated wall clock",
                         epilog="example: mgdm plan --profile pneumonia")
-    pl.add_argument("--cores", type=int, default=2, help="the cores the wall clock is scheduled on (snakemake --cores)")
+    pl.add_argument("--cores", type=COUNT, default=2,
+                    help="the cores the wall clock is scheduled on (snakemake --cores)")
     pl.set_defaults(func="mgdm.workflow.estimate")
     for name, p in sub.choices.items():
         if name == "compare-runs":  # two record files: no profile
@@ -205,12 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
         if name in TOOLS:  # the commands outside the DAG work on one dataset, on a chosen number of threads
             p.add_argument("--dataset", default=None, help="dataset (default: the profile's first)")
             if name not in ("power", "prior-shift", "set-draws"):
-                p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+                p.add_argument("--threads", type=THREADS, default=0, help="torch threads (0: torch's default)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    picked = [f"--{o}" for o in ("seeds", "networks") if getattr(a, o, None)]
+    if getattr(a, "from_records", False) and picked:  # else they would be ignored without a word
+        parser.error(f"{' and '.join(picked)} choose{'s' * (len(picked) == 1)} the runs to gather or train; "
+                     "--from-records rebuilds from the committed records as they are")
     try:
         if not hasattr(a, "func"):
             from mgdm.workflow.runner import run_stage
