@@ -186,3 +186,23 @@ def test_a_bounded_option_parses_its_value():
     minutes = bounded(float, 0, strict=True)
     assert (COUNT("3"), THREADS("0"), minutes("2.5"), minutes("1e-3"), bounded(float, 0)("0")) == (3, 0, 2.5, 1e-3, 0)
     assert isinstance(COUNT("3"), int) and isinstance(minutes("2"), float)
+
+
+def test_legacy_networks_refuses_one_network_and_compare_runs_a_file_that_is_not_a_downstream_table(
+        tmp_path, monkeypatch, capsys):
+    """Network-level inference from one network's means was a table of no comparisons written over the profile's
+    tables; a file that is not a downstream table was a pandas ValueError traceback."""
+    from mgdm.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    table = tmp_path / "results/smoke/tables/downstream.md"
+    table.parent.mkdir(parents=True)
+    shutil.copy(ROOT / "results/cpu/tables/downstream.md", table)  # one network: resnet18
+    assert main(["legacy-networks", "--params", str(ROOT / "params.yaml"), "--profile", "smoke"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("mgdm: error: results/smoke/tables/downstream.md: 1 network (resnet18); network-level inference "
+                   "needs two or more"), err
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [table]
+    assert main(["compare-runs", str(ROOT / "results/study/records"), str(ROOT / "README.md")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "README.md: not a downstream table" in err, err

@@ -17,6 +17,7 @@ import pandas as pd
 from mgdm.analysis import paired
 from mgdm.analysis.tables import forest_plot, write_table
 from mgdm.config import ConfigError
+from mgdm.files import FileError
 from mgdm.tools import open_tool
 
 METRICS = ("acc", "balanced_acc", "auc")
@@ -27,12 +28,17 @@ def network_means(path: Path) -> pd.DataFrame:
     and `<metric> sd` (the standard deviations over the seeds the caption names, `seeds` in df.attrs)."""
     if not path.exists():
         raise ConfigError(f"{path}: not found (the profile has no committed downstream table)")
-    caption, body = path.read_text().split("\n\n", 1)
-    lines = [line for line in body.splitlines() if line.startswith("|")]
-    cols = [c.strip() for c in lines[0].strip("|").split("|")]
-    df = pd.DataFrame([[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]], columns=cols)
+    caption, _, body = path.read_text().partition("\n\n")
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in body.splitlines() if line.startswith("|")]
+    needed = ["network", "train set", *METRICS]
+    if len(rows) < 3 or not set(needed) <= set(rows[0]) or any(len(r) != len(rows[0]) for r in rows):
+        raise FileError(f"{path}: not a downstream table (a caption, then a markdown table with columns {needed})")
+    df = pd.DataFrame(rows[2:], columns=rows[0])
     for m in METRICS:
-        parts = df[m].str.split(" ± ", expand=True).astype(float)  # "mean ± sd", or a bare mean
+        try:
+            parts = df[m].str.split(" ± ", expand=True).astype(float)  # "mean ± sd", or a bare mean
+        except ValueError:
+            raise FileError(f"{path}: column {m!r} holds a cell that is not 'mean' or 'mean ± sd'") from None
         df[m], df[f"{m} sd"] = parts[0], parts[1] if 1 in parts else float("nan")
     seeds = re.search(r"over seeds \[([0-9, ]+)\]", caption)
     df.attrs["seeds"] = [int(s) for s in seeds.group(1).split(",")] if seeds else None
@@ -58,7 +64,11 @@ def table(means: pd.DataFrame, mgdm_measure: str, margin: float, alpha: float) -
 def main(a) -> int:
     config, plan, _ = open_tool(a)
     p = config.profile
-    means = network_means(Path(plan.root) / "tables" / "downstream.md")
+    path = Path(plan.root) / "tables" / "downstream.md"
+    means = network_means(path)
+    if means["network"].nunique() < 2:  # else a table of no comparisons
+        raise ConfigError(f"{path}: {means['network'].nunique()} network ({', '.join(means['network'].unique())}); "
+                          "network-level inference needs two or more")
     result = table(means, p.sampling.mgdm.measure, p.inference.margin, p.inference.alpha)
     shown = paired.format_table(result.drop(columns=["train set", "vs"])).drop(
         columns=["pairs", "wilcoxon_p", "d_z", "mcnemar_p"])
