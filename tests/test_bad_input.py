@@ -165,6 +165,7 @@ def test_a_tool_given_a_dataset_outside_its_profile_is_refused_before_it_imports
     (["jobs", "--deadline-min", "nan"], "argument --deadline-min: nan must be >= 0"),  # (0 starts no job)
     (["survey-zoo", "--network", "nope"], "argument --network: invalid choice: 'nope'"),  # was a KeyError traceback
     (["training-length", "--network", "resnet18", "--network", "nope"], "argument --network: invalid choice: 'nope'"),
+    (["smk", "--profile", "nope"], "unrecognized arguments: --profile nope"),  # was accepted and ignored
     (["report", "--seeds", "0", "--from-records"], "--seeds chooses the runs to gather or train; --from-records"),
     (["copies-control", "--networks", "resnet18", "--seeds", "0", "--from-records"],
      "--seeds and --networks choose the runs"),  # both were ignored without a word

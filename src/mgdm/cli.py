@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the cores the wall clock is scheduled on (snakemake --cores)")
     pl.set_defaults(func="mgdm.workflow.estimate")
     for name, p in sub.choices.items():
-        if name == "compare-runs":  # two record files: no profile
+        if name in ("compare-runs", "smk", "schema"):  # two record files; the stage table; the params model
             continue
         p.add_argument("--params", default="params.yaml", help="the configuration file (default params.yaml)")
         p.add_argument("--profile", default=None, help="profile in params.yaml (default: its `profile` key)")

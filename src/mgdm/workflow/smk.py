@@ -84,5 +84,4 @@ def write() -> str:
 
 
 def main(a) -> int:
-
     return emit(write(), a.output)
