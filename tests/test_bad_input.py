@@ -207,3 +207,21 @@ def test_legacy_networks_refuses_one_network_and_compare_runs_a_file_that_is_not
     assert main(["compare-runs", str(ROOT / "results/study/records"), str(ROOT / "README.md")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "README.md: not a downstream table" in err, err
+
+
+@pytest.mark.parametrize("args", [["train-reference-net", "--dataset", "discs"], ["benchmark"], ["jobs"]])
+@pytest.mark.parametrize("device, said", [("tpu", "not a torch device"), ("cuda:0", "no cuda device on this machine")])
+def test_a_device_torch_cannot_use_here_is_refused_before_work_starts(tmp_path, monkeypatch, capsys, args, device,
+                                                                      said):
+    """`--device cuda` without a card was torch's 'Found no NVIDIA driver' traceback once the job had started."""
+    import torch
+
+    from mgdm.cli import main
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    monkeypatch.chdir(tmp_path)
+    assert main([*args, "--device", device, "--params", str(ROOT / "params.yaml"), "--profile", "smoke"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"mgdm: error: --device '{device}': {said}") and len(err.splitlines()) == 1, err
+    assert not any(tmp_path.rglob("*"))

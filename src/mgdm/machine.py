@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import platform
 
+from mgdm.config import ConfigError
+
 
 def cpu_name() -> str:
     """The CPU's model name (from /proc/cpuinfo on Linux), for tables that report speed."""
@@ -33,3 +35,20 @@ def cpu_threads(device: str) -> int | None:
     import torch
 
     return torch.get_num_threads() if device == "cpu" else None
+
+
+def check_device(device: str) -> str:
+    """Return `device` if torch can compute on it here; else a one-line ConfigError (not torch's traceback
+    after the job has started)."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device {device!r}: not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
+    available = {"cpu": lambda: True, "cuda": torch.cuda.is_available,
+                 "mps": lambda: torch.backends.mps.is_available()}.get(kind, lambda: True)
+    if not available():
+        raise ConfigError(f"--device {device!r}: no {kind} device on this machine (torch {torch.__version__}); "
+                          "run without it, or with --device cpu")
+    return device

@@ -17,6 +17,10 @@ def open_tool(a):
     if name not in datasets:  # else a tool would read another profile's files, or write a table of nothing
         raise ConfigError(f"{a.params} (profile {plan.profile!r}): dataset {name!r} is not in this profile's "
                           f"datasets {datasets}")
+    if getattr(a, "device", None):  # benchmark's accelerator
+        from mgdm.machine import check_device
+
+        check_device(a.device)
     if getattr(a, "threads", 0):
         import torch
 

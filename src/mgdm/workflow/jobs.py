@@ -97,6 +97,10 @@ def run(plan: Plan, workers: int, deadline_s: float | None = None, networks: lis
 
 def main(a) -> int:
     config = load(a.params, a.profile)
+    if a.device:  # here, not in each worker's first job
+        from mgdm.machine import check_device
+
+        check_device(a.device)
     deadline = None if a.deadline_min is None else 60 * a.deadline_min
     failed = run(Plan(config, a.params), a.workers, deadline, config.chosen("networks", a.networks),
                  config.chosen("seeds", a.seeds), a.device)

@@ -38,6 +38,9 @@ def _load(a: argparse.Namespace) -> tuple:
     """The settings and plan a job runs under (the card at hand replaces the profile's device)."""
     config = load(a.params, a.profile)
     if a.device:  # the metrics JSON names the machine it ran on
+        from mgdm.machine import check_device
+
+        check_device(a.device)
         config.profile = config.profile.model_copy(update={"device": a.device})
     return config, Plan(config, a.params)
 
