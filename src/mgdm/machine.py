@@ -37,18 +37,18 @@ def cpu_threads(device: str) -> int | None:
     return torch.get_num_threads() if device == "cpu" else None
 
 
-def check_device(device: str) -> str:
-    """Return `device` if torch can compute on it here; else a one-line ConfigError (not torch's traceback
-    after the job has started)."""
+def check_device(device: str, where: str = "--device") -> str:
+    """Return `device` if torch can compute on it here; else a one-line ConfigError that names `where` it was
+    asked for (not torch's traceback after the job has started)."""
     import torch
 
     try:
         kind = torch.device(device).type
     except (RuntimeError, ValueError):
-        raise ConfigError(f"--device {device!r}: not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
+        raise ConfigError(f"{where} {device!r}: not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
     available = {"cpu": lambda: True, "cuda": torch.cuda.is_available,
                  "mps": lambda: torch.backends.mps.is_available()}.get(kind, lambda: True)
     if not available():
-        raise ConfigError(f"--device {device!r}: no {kind} device on this machine (torch {torch.__version__}); "
-                          "run without it, or with --device cpu")
+        raise ConfigError(f"{where} {device!r}: no {kind} device on this machine (torch {torch.__version__}); "
+                          "run with --device cpu")
     return device

@@ -18,6 +18,7 @@ from pathlib import Path
 from mgdm.analysis.tables import downstream_job
 from mgdm.config import load
 from mgdm.workflow.plan import Plan
+from mgdm.workflow.runner import checked_device
 
 
 def downstream_jobs(plan: Plan) -> list[tuple[str, dict, str]]:
@@ -97,10 +98,7 @@ def run(plan: Plan, workers: int, deadline_s: float | None = None, networks: lis
 
 def main(a) -> int:
     config = load(a.params, a.profile)
-    if a.device:  # here, not in each worker's first job
-        from mgdm.machine import check_device
-
-        check_device(a.device)
+    checked_device(a, config)  # here, not in each worker's first job
     deadline = None if a.deadline_min is None else 60 * a.deadline_min
     failed = run(Plan(config, a.params), a.workers, deadline, config.chosen("networks", a.networks),
                  config.chosen("seeds", a.seeds), a.device)

@@ -34,13 +34,22 @@ def job_args(params: str, profile: str, stage: str, wildcards: dict, **options) 
     return argparse.Namespace(**{**defaults, **wildcards, **options})
 
 
-def _load(a: argparse.Namespace) -> tuple:
-    """The settings and plan a job runs under (the card at hand replaces the profile's device)."""
-    config = load(a.params, a.profile)
-    if a.device:  # the metrics JSON names the machine it ran on
-        from mgdm.machine import check_device
+def checked_device(a: argparse.Namespace, config) -> str:
+    """The device a job computes on (--device, else the profile's), refused in one line where torch cannot use it."""
+    from mgdm.machine import check_device
 
-        check_device(a.device)
+    if a.device:
+        return check_device(a.device)
+    return check_device(config.profile.device, f"{a.params} (profile {config.profile.name!r}): device")
+
+
+def _load(a: argparse.Namespace, on_device: bool = True) -> tuple:
+    """The settings and plan a job runs under (the card at hand replaces the profile's device; the metrics JSON
+    names the machine it ran on), the device checked where the job computes on it."""
+    config = load(a.params, a.profile)
+    if on_device or a.device:
+        checked_device(a, config)
+    if a.device:
         config.profile = config.profile.model_copy(update={"device": a.device})
     return config, Plan(config, a.params)
 
@@ -106,7 +115,7 @@ def _fail(err: BaseException, stage: str, outputs: list[str]) -> int:
 def run_stage(stage: str, a: argparse.Namespace) -> int:
     from mgdm.files import check_writable, remove_temporaries
 
-    config, plan = _load(a)
+    config, plan = _load(a, STAGES[stage].on_device)
     wildcards, outputs = job_outputs(stage, a, config, plan)
     if a.threads:
         import torch

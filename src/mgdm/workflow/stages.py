@@ -39,6 +39,7 @@ class Stage:
     # `mgdm plan` prices (mgdm.workflow.estimate.group_priority; longest processing time first: a few cores end
     # nearer together)
     longest_first: bool = False
+    on_device: bool = True  # computes on the profile's device (preprocess and report never touch it)
 
     @property
     def metric_files(self) -> tuple[str, ...]:
@@ -74,7 +75,7 @@ BASELINE_RUN, CLASSIFIER_RUN = f"{RUNS}/real/seed{{seed}}", f"{RUNS}/{{set}}/see
 
 STAGES = {s.name: s for s in [
     Stage("preprocess", ("dataset",), "--dataset {dataset}", (),
-          (DATA, f"{D}/data/preview.png"), f"{D}/data/summary.json", (DATASET,)),
+          (DATA, f"{D}/data/preview.png"), f"{D}/data/summary.json", (DATASET,), on_device=False),
     Stage("train_ddpm", ("dataset",), "--dataset {dataset}", (DATA, REFERENCE_NET),
           (DDPM, f"{D}/ddpm/model.json"), f"{D}/ddpm/metrics.json",
           ("ddpm", "sampling.seed", "analysis.knn_k"), threads=2, priority=10),  # the last two: its fidelity probe
@@ -116,7 +117,7 @@ STAGES = {s.name: s for s in [
           + ("{root}/figures/downstream.png", "{root}/figures/fidelity_vs_downstream.png",
              "{root}/figures/quantity.png"),
           "{root}/tables/report.json", ("sampling.mgdm.measure", "inference"),
-          committed=("records", "tables", "figures")),
+          committed=("records", "tables", "figures"), on_device=False),
 ]}
 
 
