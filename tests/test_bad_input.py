@@ -229,8 +229,9 @@ def test_a_device_torch_cannot_use_here_is_refused_before_work_starts(tmp_path, 
 
 def test_a_profile_made_for_a_card_is_refused_on_a_machine_without_one_by_the_jobs_that_compute(
         tmp_path, monkeypatch, capsys):
-    """The profile's own device is checked by the stages that compute on it (and `mgdm jobs`), not by preprocess or
-    the report, which run anywhere (a report of a GPU study is rebuilt on a laptop)."""
+    """The profile's own device is checked by the stages and tools that compute on it (and `mgdm jobs`), not by
+    preprocess, the report or the tools that read records, which run anywhere (a GPU study's report is rebuilt on a
+    laptop)."""
     import torch
     import yaml
 
@@ -244,11 +245,12 @@ def test_a_profile_made_for_a_card_is_refused_on_a_machine_without_one_by_the_jo
     monkeypatch.chdir(tmp_path)
     said = "mgdm: error: params.yaml (profile 'smoke'): device 'cuda': no cuda device on this machine"
     for args in (["train-reference-net", "--dataset", "discs"], ["sample", "--dataset", "discs", "--set", "none"],
-                 ["jobs"]):
+                 ["jobs"], ["survey-zoo"], ["copies-control"]):
         assert main([*args, "--profile", "smoke"]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith(said) and len(err.splitlines()) == 1, err
     assert not any(p for p in tmp_path.rglob("*") if p.name != "params.yaml")
-    main(["report", "--profile", "smoke", "--no-mlflow"])  # fails for want of runs, not for the device
-    err = capsys.readouterr().err
-    assert "file not found" in err and "device" not in err, err
+    for args in (["report", "--no-mlflow"], ["copies-control", "--from-records"], ["power"]):
+        assert main([*args, "--profile", "smoke"]) == 2  # for want of runs, not for the device
+        err = capsys.readouterr().err
+        assert ("not found" in err or "no run records" in err) and "device" not in err, err

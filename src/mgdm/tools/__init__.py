@@ -4,6 +4,11 @@ run-by-run comparison of two run records."""
 from __future__ import annotations
 
 
+# the tools that train or sample on the profile's device (the others read records, or time on the CPU unless
+# benchmark is given --device)
+COMPUTE = ("calibrate-scales", "copies-control", "sweep-generator", "training-length", "survey-zoo")
+
+
 def open_tool(a):
     """Load the profile, apply --threads, pick --dataset (default: the profile's first): the shared start of the
     commands outside the DAG. Returns (config, plan, dataset name)."""
@@ -17,10 +22,10 @@ def open_tool(a):
     if name not in datasets:  # else a tool would read another profile's files, or write a table of nothing
         raise ConfigError(f"{a.params} (profile {plan.profile!r}): dataset {name!r} is not in this profile's "
                           f"datasets {datasets}")
-    if getattr(a, "device", None):  # benchmark's accelerator
-        from mgdm.machine import check_device
+    if getattr(a, "device", None) or (a.command in COMPUTE and not getattr(a, "from_records", False)):
+        from mgdm.workflow.runner import checked_device
 
-        check_device(a.device)
+        checked_device(a, config)
     if getattr(a, "threads", 0):
         import torch
 

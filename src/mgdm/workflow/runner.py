@@ -38,7 +38,7 @@ def checked_device(a: argparse.Namespace, config) -> str:
     """The device a job computes on (--device, else the profile's), refused in one line where torch cannot use it."""
     from mgdm.machine import check_device
 
-    if a.device:
+    if getattr(a, "device", None):  # (most tools have no --device)
         return check_device(a.device)
     return check_device(config.profile.device, f"{a.params} (profile {config.profile.name!r}): device")
 
