@@ -250,6 +250,9 @@ def test_a_profile_made_for_a_card_is_refused_on_a_machine_without_one_by_the_jo
         err = capsys.readouterr().err.strip()
         assert err.startswith(said) and len(err.splitlines()) == 1, err
     assert not any(p for p in tmp_path.rglob("*") if p.name != "params.yaml")
+    # the arguments before the machine: a network outside the profile is named as such
+    assert main(["train-baseline", "--dataset", "discs", "--network", "nope", "--seed", "0", "--profile", "smoke"]) == 2
+    assert "network 'nope' is not in this profile's networks" in capsys.readouterr().err
     for args in (["report", "--no-mlflow"], ["copies-control", "--from-records"], ["power"]):
         assert main([*args, "--profile", "smoke"]) == 2  # for want of runs, not for the device
         err = capsys.readouterr().err

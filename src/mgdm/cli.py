@@ -20,6 +20,7 @@ from mgdm.workflow.stages import STAGES
 TOOLS = ("benchmark", "sweep-generator", "calibrate-scales", "survey-zoo", "training-length", "power",
          "legacy-networks", "prior-shift", "copies-control", "set-draws")
 
+
 def bounded(kind=int, low: float = 1, strict: bool = False):
     """An argparse type: a `kind` of at least `low` (above it if `strict`): 0 workers, cores or minutes mean nothing."""
     def parse(text: str):

@@ -98,8 +98,8 @@ def run(plan: Plan, workers: int, deadline_s: float | None = None, networks: lis
 
 def main(a) -> int:
     config = load(a.params, a.profile)
+    networks, seeds = config.chosen("networks", a.networks), config.chosen("seeds", a.seeds)
     checked_device(a, config)  # here, not in each worker's first job
     deadline = None if a.deadline_min is None else 60 * a.deadline_min
-    failed = run(Plan(config, a.params), a.workers, deadline, config.chosen("networks", a.networks),
-                 config.chosen("seeds", a.seeds), a.device)
+    failed = run(Plan(config, a.params), a.workers, deadline, networks, seeds, a.device)
     return 1 if failed else 0

@@ -43,12 +43,10 @@ def checked_device(a: argparse.Namespace, config) -> str:
     return check_device(config.profile.device, f"{a.params} (profile {config.profile.name!r}): device")
 
 
-def _load(a: argparse.Namespace, on_device: bool = True) -> tuple:
+def _load(a: argparse.Namespace) -> tuple:
     """The settings and plan a job runs under (the card at hand replaces the profile's device; the metrics JSON
-    names the machine it ran on), the device checked where the job computes on it."""
+    names the machine it ran on)."""
     config = load(a.params, a.profile)
-    if on_device or a.device:
-        checked_device(a, config)
     if a.device:
         config.profile = config.profile.model_copy(update={"device": a.device})
     return config, Plan(config, a.params)
@@ -115,8 +113,10 @@ def _fail(err: BaseException, stage: str, outputs: list[str]) -> int:
 def run_stage(stage: str, a: argparse.Namespace) -> int:
     from mgdm.files import check_writable, remove_temporaries
 
-    config, plan = _load(a, STAGES[stage].on_device)
+    config, plan = _load(a)
     wildcards, outputs = job_outputs(stage, a, config, plan)
+    if STAGES[stage].on_device or a.device:  # the machine after the arguments
+        checked_device(a, config)
     if a.threads:
         import torch
 
@@ -152,6 +152,7 @@ def run_group(jobs: list[tuple[str, argparse.Namespace]]) -> int:
 
     config, plan = _load(jobs[0][1])  # one group: one params file, profile and device
     outputs = [job_outputs(stage, a, config, plan)[1] for stage, a in jobs]
+    checked_device(jobs[0][1], config)
     if jobs[0][1].threads:
         import torch
 
