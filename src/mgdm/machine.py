@@ -46,9 +46,8 @@ def check_device(device: str, where: str = "--device") -> str:
         kind = torch.device(device).type
     except (RuntimeError, ValueError):
         raise ConfigError(f"{where} {device!r}: not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
-    available = {"cpu": lambda: True, "cuda": torch.cuda.is_available,
-                 "mps": lambda: torch.backends.mps.is_available()}.get(kind, lambda: True)
-    if not available():
+    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}  # the rest: torch's say
+    if kind in available and not available[kind]():
         raise ConfigError(f"{where} {device!r}: no {kind} device on this machine (torch {torch.__version__}); "
                           "run with --device cpu")
     return device

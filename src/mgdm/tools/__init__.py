@@ -12,19 +12,16 @@ COMPUTE = ("calibrate-scales", "copies-control", "sweep-generator", "training-le
 def open_tool(a):
     """Load the profile, apply --threads, pick --dataset (default: the profile's first): the shared start of the
     commands outside the DAG. Returns (config, plan, dataset name)."""
-    from mgdm.config import ConfigError, load
+    from mgdm.config import load
     from mgdm.workflow.plan import Plan
+    from mgdm.workflow.runner import check_in_profile, checked_device
 
     config = load(a.params, a.profile)
     plan = Plan(config, a.params)
-    datasets = plan.values["dataset"]
-    name = a.dataset or datasets[0]
-    if name not in datasets:  # else a tool would read another profile's files, or write a table of nothing
-        raise ConfigError(f"{a.params} (profile {plan.profile!r}): dataset {name!r} is not in this profile's "
-                          f"datasets {datasets}")
+    name = a.dataset or plan.values["dataset"][0]
+    # else a tool would read another profile's files, or write a table of nothing
+    check_in_profile(a, plan, "dataset", name, plan.values["dataset"])
     if getattr(a, "device", None) or (a.command in COMPUTE and not getattr(a, "from_records", False)):
-        from mgdm.workflow.runner import checked_device
-
         checked_device(a, config)
     if getattr(a, "threads", 0):
         import torch

@@ -52,14 +52,19 @@ def _load(a: argparse.Namespace) -> tuple:
     return config, Plan(config, a.params)
 
 
+def check_in_profile(a: argparse.Namespace, plan: Plan, key: str, value, values: list[str], hint: str = "") -> None:
+    """Refuse a wildcard value (a dataset, set, network, seed) the profile does not have, in one line."""
+    if str(value) not in values:
+        raise ConfigError(f"{a.params} (profile {plan.profile!r}): {key} {value!r} is not in this profile's "
+                          f"{key}s {values}{hint}")
+
+
 def job_outputs(stage: str, a: argparse.Namespace, config, plan: Plan):
     """Wildcards and outputs of one job, its wildcards checked against the profile."""
     wildcards = {k: getattr(a, k) for k in STAGES[stage].matrix}
     values = plan.owner(stage).values
     for k, v in wildcards.items():
-        if str(v) not in values[k]:
-            raise ConfigError(f"{a.params} (profile {plan.profile!r}): {k} {v!r} is not in this profile's "
-                              f"{k}s {values[k]} (a dvc.yaml written for other settings? `mgdm dvc-yaml`)")
+        check_in_profile(a, plan, k, v, values[k], " (a dvc.yaml written for other settings? `mgdm dvc-yaml`)")
     outputs = [p.format(**wildcards) for p in plan.outputs(stage)]
     if getattr(a, "from_records", False):  # the records are this run's input: never removed on failure
         outputs = [p for p in outputs if "/records/" not in p]
@@ -147,12 +152,12 @@ def train_together(config, plan: Plan, jobs: list[tuple[str, argparse.Namespace]
 
 def run_group(jobs: list[tuple[str, argparse.Namespace]]) -> int:
     """`train_together` for `mgdm jobs`, with a stage's checks and failure handling: on failure the jobs that
-    had not finished are removed (the finished ones are whole, and a rerun skips them)."""
+    had not finished are removed (the finished ones are whole, and a rerun skips them). The device is checked
+    once by `mgdm jobs` before its workers start."""
     from mgdm.files import check_writable, remove_temporaries
 
     config, plan = _load(jobs[0][1])  # one group: one params file, profile and device
     outputs = [job_outputs(stage, a, config, plan)[1] for stage, a in jobs]
-    checked_device(jobs[0][1], config)
     if jobs[0][1].threads:
         import torch
 
