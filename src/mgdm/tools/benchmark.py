@@ -55,6 +55,11 @@ def with_range(d: dict, key: str) -> str:
     return f"{d[key]:.2f} ({low:.2f}-{high:.2f})"
 
 
+def labelled(name: str, f: dict) -> list[tuple[str, dict]]:
+    """A kernel's figure and the figures inside it (its plain way, bf16), each with its table label."""
+    return [(name, f), *[(f"{name} ({k})", v) for k, v in f.items() if isinstance(v, dict)]]
+
+
 def bf16_supported() -> bool:
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
@@ -194,8 +199,8 @@ def run(plan: Plan, dataset: str, repeats: int = 3, sample_steps: int = 10, with
     out["peak_readings"] = {"start": peak, "end": last}
     out["peak"] = {k: max(v, last[k]) for k, v in peak.items()}
     conv_peak = out["peak"]["conv3x3_fp32_gflop_per_s"]
-    for f in kernels.values():
-        for g in [f, *(v for v in f.values() if isinstance(v, dict))]:
+    for name, f in kernels.items():
+        for _, g in labelled(name, f):
             g["fraction_of_peak"] = g["gflop_per_s"] / conv_peak
     return out
 
@@ -407,7 +412,7 @@ def markdown(result: dict) -> str:
              "which the two ran in turns.", "",
              "| kernel | seconds | items/s | GFLOP | GFLOP/s | of peak | vs plain |", "|---|---|---|---|---|---|---|"]
     for name, f in result["kernels"].items():
-        for label, g in [(name, f), *[(f"{name} ({k})", v) for k, v in f.items() if isinstance(v, dict)]]:
+        for label, g in labelled(name, f):
             vs = with_range(f, "vs_plain") if label == name and "vs_plain" in f else ""
             lines.append(f"| {label} | {g['median_s']:.3f} ({g['min_s']:.3f}-{g['max_s']:.3f}) | {g['items_per_s']:.1f} "
                          f"| {g['gflop']:.1f} | {g['gflop_per_s']:.1f} | {g['fraction_of_peak']:.2f} | {vs} |")
