@@ -123,6 +123,19 @@ def test_an_unwritable_results_folder_is_refused_before_work_starts(smoke_dag, t
     assert_refused(run(command(stage), workdir, check=False), stage, "results folder not writable", workdir)
 
 
+@pytest.mark.parametrize("args, needle", [(["train-ddpm", "--dataset", "discs"], "processed dataset not found"),
+                                           (["report", "--from-records"], "no image records")])
+def test_a_stage_refused_in_a_fresh_folder_leaves_no_empty_results_tree(tmp_path, monkeypatch, capsys, args, needle):
+    """The folders made for a job's outputs are taken back with the outputs: nothing at all is left."""
+    from mgdm.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    rc = main([*args, "--params", str(ROOT / "params.yaml"), "--profile", "smoke", "--no-mlflow", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and needle in err, err
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("tool, missing", [("survey-zoo", "dataset.npz"), ("training-length", "dataset.npz"),
                                            ("calibrate-scales", "model.safetensors")])
 def test_a_tool_without_its_inputs_is_refused_in_one_line(tmp_path, monkeypatch, capsys, tool, missing):

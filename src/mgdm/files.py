@@ -70,6 +70,21 @@ def check_writable(paths) -> None:
             raise FileError(f"{folder}: results folder not writable ({err.strerror or err})") from None
 
 
+def new_folders(paths) -> list[Path]:
+    """The folders above `paths` that do not exist yet, deepest first: those a failed job made and should take
+    back (`remove_empty`), so that a refused command leaves no empty results tree behind."""
+    return sorted({f for p in paths for f in Path(p).parents if not f.exists()}, key=lambda f: -len(f.parts))
+
+
+def remove_empty(folders) -> None:
+    """Remove each of `folders` (deepest first) that is empty; one that holds anything (another job's) stays."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
 def write_json(path: str | Path, obj) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")

@@ -191,7 +191,11 @@ def build(report: Report, records_dir: str | Path, tables_dir: str | Path, figur
           images_only: bool = False) -> dict:
     """Write every table (and, given `figures`, the summary figures) from the records alone."""
     records_dir, tables_dir = Path(records_dir), Path(tables_dir)
-    images = read_json(records_dir / "images.json")
+    try:
+        images = read_json(records_dir / "images.json")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{records_dir / 'images.json'}: no image records (run `mgdm report` once the "
+                                "stages have finished)") from None
     fid, runtime = images["fidelity"], list(images["runtime"])
     image_tables(report.profile, fid, images["distribution"], images["guidance_net"], tables_dir)
     if images_only:

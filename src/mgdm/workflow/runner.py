@@ -105,10 +105,11 @@ def _finish(stage: str, a: argparse.Namespace, config, plan: Plan, wildcards: di
     print(f"mgdm {stage}: done in {wall_s:.1f} s -> {metrics_path}")
 
 
-def _fail(err: BaseException, stage: str, outputs: list[str]) -> int:
-    from mgdm.files import FileError
+def _fail(err: BaseException, stage: str, outputs: list[str], made: list) -> int:
+    from mgdm.files import FileError, remove_empty
 
     remove(outputs)
+    remove_empty(made)  # the folders this job made for its outputs, if nothing else is in them
     if isinstance(err, (ConfigError, FileError, FileNotFoundError)):
         print(f"mgdm {stage}: error: {err}", file=sys.stderr)
         return 2
@@ -116,7 +117,7 @@ def _fail(err: BaseException, stage: str, outputs: list[str]) -> int:
 
 
 def run_stage(stage: str, a: argparse.Namespace) -> int:
-    from mgdm.files import check_writable, remove_temporaries
+    from mgdm.files import check_writable, new_folders, remove_temporaries
 
     config, plan = _load(a)
     wildcards, outputs = job_outputs(stage, a, config, plan)
@@ -126,14 +127,14 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(a.threads)
-    start = time.time()
+    start, made = time.time(), new_folders(outputs)
     try:
         check_writable(outputs)  # before work starts, not after an hour of training
         remove_temporaries(outputs)
         result = importlib.import_module(STAGES[stage].module).main(config, plan, a)
         _finish(stage, a, config, plan, wildcards, result, start, time.time() - start)
     except BaseException as err:
-        return _fail(err, stage, outputs)
+        return _fail(err, stage, outputs, made)
     return 0
 
 
@@ -154,7 +155,7 @@ def run_group(jobs: list[tuple[str, argparse.Namespace]]) -> int:
     """`train_together` for `mgdm jobs`, with a stage's checks and failure handling: on failure the jobs that
     had not finished are removed (the finished ones are whole, and a rerun skips them). The device is checked
     once by `mgdm jobs` before its workers start."""
-    from mgdm.files import check_writable, remove_temporaries
+    from mgdm.files import check_writable, new_folders, remove_temporaries
 
     config, plan = _load(jobs[0][1])  # one group: one params file, profile and device
     outputs = [job_outputs(stage, a, config, plan)[1] for stage, a in jobs]
@@ -164,11 +165,12 @@ def run_group(jobs: list[tuple[str, argparse.Namespace]]) -> int:
         torch.set_num_threads(jobs[0][1].threads)
     every = [p for o in outputs for p in o]
     done: set[int] = set()
+    made = new_folders(every)
     try:
         check_writable(every)
         remove_temporaries(every)
         main_group = importlib.import_module(STAGES["train_baseline"].module).main_group  # stages sit above workflow
         train_together(config, plan, jobs, main_group, finished=done.add)
     except BaseException as err:
-        return _fail(err, "train group", [p for i, o in enumerate(outputs) if i not in done for p in o])
+        return _fail(err, "train group", [p for i, o in enumerate(outputs) if i not in done for p in o], made)
     return 0
