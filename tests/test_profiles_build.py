@@ -87,3 +87,22 @@ def test_a_unet_whose_levels_do_not_divide_the_image_is_refused_at_load(tmp_path
 
     with pytest.raises(ConfigError, match="image_size must be a multiple of 8; dataset 'retinamnist' is 28 px"):
         load(tmp_path / "params.yaml", "paper")
+
+
+@pytest.mark.parametrize("variant, setting, value, message", [
+    ("wide", "channels", [64, 128, 128, 128], "generator_sweep.variants.wide.channels has 4 levels, so image_size "
+                                              "must be a multiple of 8"),
+    ("deep", "layers_per_block", 0, "generator_sweep.variants.deep: invalid configuration\n  layers_per_block: "
+                                    "Input should be greater than or equal to 1")])
+def test_a_sweep_variant_the_sweep_could_not_build_is_refused_at_load(tmp_path, variant, setting, value, message):
+    """`mgdm sweep-generator` trains its variants one after the other for minutes each: a variant that cannot build
+    is refused when the params are read, not when the sweep reaches it."""
+    from mgdm.config import ConfigError, sweep_variant
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert sweep_variant(load(ROOT / "params.yaml", "cpu").profile, variant).model_dump()[setting] != value
+    raw["profiles"]["cpu"]["generator_sweep"]["variants"][variant][setting] = value
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path / "params.yaml", "cpu")
+    assert message in str(err.value)

@@ -361,6 +361,13 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+def sweep_variant(profile: Profile, name: str | None = None) -> DDPMConfig:
+    """A `generator_sweep` variant's DDPM settings: the profile's ddpm, then the sweep's base, then the variant's
+    overrides (`name` None: the base alone)."""
+    overrides = profile.generator_sweep.variants[name] if name else {}
+    return DDPMConfig(**{**profile.ddpm.model_dump(), **profile.generator_sweep.base, **overrides})
+
+
 def _format(err: ValidationError, where: str) -> str:
     lines = [f"{where}: invalid configuration"]
     for e in err.errors():
@@ -490,15 +497,22 @@ def resolve(raw: dict, profile: str | None = None, source: str = "params.yaml") 
     missing = [d for d in prof.datasets if d not in params.datasets]
     if missing:
         raise ConfigError(f"{source} (profile {name!r}): datasets {missing} are not defined under 'datasets'")
+    unets = {"ddpm": prof.ddpm}  # and each sweep variant's, refused here rather than when the sweep reaches it
+    for v in prof.generator_sweep.variants:
+        try:
+            unets[f"generator_sweep.variants.{v}"] = sweep_variant(prof, v)
+        except ValidationError as err:
+            raise ConfigError(_format(err, f"{source} (profile {name!r}): generator_sweep.variants.{v}")) from None
     # the UNet halves the image at every level but the last and must come back to the same size: 28 px
     # takes 3 levels (28, 14, 7), not 4 (7 -> 4 -> 8 breaks the skip connection)
-    factor = 2 ** (len(prof.ddpm.channels) - 1)
-    for d in prof.datasets:
-        size = params.datasets[d].image_size
-        if size % factor:
-            raise ConfigError(f"{source} (profile {name!r}): ddpm.channels has {len(prof.ddpm.channels)} levels, so "
-                              f"image_size must be a multiple of {factor}; dataset {d!r} is {size} px (use "
-                              f"{len(prof.ddpm.channels) - 1} levels, or images whose size {factor} divides)")
+    for where, unet in unets.items():
+        levels = len(unet.channels)
+        for d in prof.datasets:
+            size = params.datasets[d].image_size
+            if size % 2 ** (levels - 1):
+                raise ConfigError(f"{source} (profile {name!r}): {where}.channels has {levels} levels, so image_size "
+                                  f"must be a multiple of {2 ** (levels - 1)}; dataset {d!r} is {size} px (use "
+                                  f"{levels - 1} levels, or images whose size {2 ** (levels - 1)} divides)")
     config = Config(params, prof, source)
     unknown = [s for s in prof.downstream.sets if s not in config.sample_sets()]
     if unknown:

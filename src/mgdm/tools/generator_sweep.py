@@ -21,8 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from mgdm.config import DDPMConfig, Profile  # noqa: E402
-from mgdm.config import ConfigError  # noqa: E402
+from mgdm.config import ConfigError, DDPMConfig, Profile, sweep_variant  # noqa: E402
 from mgdm.tools import open_dataset, open_tool  # noqa: E402
 from mgdm.data.normalization import encode_split  # noqa: E402
 from mgdm.data.splits import Dataset  # noqa: E402
@@ -62,18 +61,13 @@ def recipe(cfg: DDPMConfig) -> dict:
     return {k: v for k, v in cfg.model_dump().items() if k not in SCHEDULING}
 
 
-def variant_config(profile: Profile, name: str) -> DDPMConfig:
-    return DDPMConfig(**{**profile.ddpm.model_dump(), **profile.generator_sweep.base,
-                         **profile.generator_sweep.variants[name]})
-
-
 def step_timings(dataset: Dataset, profile: Profile, names: list[str], path: str | Path) -> dict[str, float]:
     """Return seconds per step of each variant, measured back to back before any training (so that what
     else the machine does later cannot tilt the budgets), and kept in `path` for resumed sweeps."""
     path = Path(path)
     timings = read_json(path) if path.exists() else {}
     for name in names:
-        cfg = variant_config(profile, name)
+        cfg = sweep_variant(profile, name)
         # Recipes on the same UNet and batch cost the same per step: one measurement each, so timing
         # noise cannot hand one recipe more steps than another.
         arch = f"{cfg.channels} x{cfg.layers_per_block} attention={cfg.attention} batch={cfg.batch_size}"
@@ -93,7 +87,7 @@ def run_variant(dataset: Dataset, profile: Profile, name: str, reference_net: st
         return read_json(record_path)
     sweep = profile.generator_sweep
     overrides = sweep.variants[name]
-    cfg = variant_config(profile, name)
+    cfg = sweep_variant(profile, name)
     steps = max(1, int(sweep.budget_s / s_step))
     every = max(1, steps // sweep.probes)
     cfg = cfg.model_copy(update={"steps": steps, "probe_every": every, "checkpoint_every": every})
@@ -147,7 +141,7 @@ def write_outputs(records: list[dict], floor: dict, profile: Profile, dataset_na
     from mgdm.files import save_figure
 
     in_profile = recipe(profile.ddpm)
-    rows, previous = [], recipe(DDPMConfig(**{**profile.ddpm.model_dump(), **profile.generator_sweep.base}))
+    rows, previous = [], recipe(sweep_variant(profile))
     for r in records:
         chosen = "overrides" in r and all(in_profile.get(k) == v for k, v in r["recipe"].items())
         changed = {k: v for k, v in r["recipe"].items() if previous.get(k) != v}
