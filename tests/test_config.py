@@ -41,6 +41,13 @@ def broken(path: list[str], value):
     (["defaults", "fidelity", "feature_extractors"], ["inception"], "inception_weights"),
     (["defaults", "datasets"], ["nowhere"], "nowhere"),
     (["profiles", "cpu", "guidance_net"], {"dropout": 0.0}, "guidance_net.dropout > 0"),  # cpu samples bald
+    # a list that names jobs or runs: a repeat would be one job twice (two writers of one file)
+    (["defaults", "downstream", "networks"], ["resnet18", "resnet18"], "downstream.networks: Value error, repeated "
+                                                                       "resnet18 in ['resnet18', 'resnet18']"),
+    (["defaults", "downstream", "seeds"], [0, 1, 0], "downstream.seeds: Value error, repeated 0 in [0, 1, 0]"),
+    (["defaults", "downstream", "sets"], ["none", "none"], "downstream.sets: Value error, repeated none"),
+    (["defaults", "training_length", "epochs"], [4, 4], "training_length.epochs: Value error, repeated 4"),
+    (["defaults", "datasets"], ["retinamnist", "retinamnist"], "datasets: Value error, repeated retinamnist"),
 ])
 def test_bad_values_name_the_field(path, value, needle):
     with pytest.raises(ConfigError) as err:
@@ -143,3 +150,13 @@ def test_redraws_repeat_the_scale_grid_under_draw_names():
     config = resolve(raw, "smoke")
     grid = [s for s in config.sample_sets() if set_draw(s) == 0]
     assert config.sample_sets() == grid + [f"{s}-d1" for s in grid] + [f"{s}-d3" for s in grid]
+
+
+def test_picked_seeds_and_networks_come_once_each_in_the_profile_order():
+    """`--seeds 2 0 0`: the runs of seeds 0 and 2, each once (a repeat would pair every run twice in a table)."""
+    config = load(ROOT / "params.yaml", "pilot")
+    assert config.profile.downstream.seeds[:3] == [0, 1, 2]
+    assert config.chosen("seeds", [2, 0, 0]) == [0, 2]
+    assert config.chosen("seeds", None) == config.profile.downstream.seeds
+    with pytest.raises(ConfigError, match=r"--seeds \[0, 99\] not among downstream.seeds"):
+        config.chosen("seeds", [0, 99])

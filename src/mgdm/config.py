@@ -11,10 +11,10 @@ import copy
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 GUIDANCES = ("none", "classifier", "cfg", "entropy", "margin", "leastconf", "bald", "mgdm")
 UNCERTAINTY_MEASURES = ("entropy", "margin", "leastconf", "bald")
@@ -33,6 +33,17 @@ def known_networks(v: list[str]) -> list[str]:
     if bad:
         raise ValueError(f"unknown network(s) {bad}; choose from {', '.join(NETWORKS)}")
     return v
+
+
+def distinct(v: list) -> list:
+    """A list that names jobs or runs (datasets, networks, seeds, sets, lengths): a repeat would be one job twice."""
+    repeated = sorted({x for x in v if v.count(x) > 1}, key=str)
+    if repeated:
+        raise ValueError(f"repeated {', '.join(map(str, repeated))} in {v}")
+    return v
+
+
+Distinct = AfterValidator(distinct)
 
 
 class ConfigError(ValueError):
@@ -157,7 +168,7 @@ class SamplingConfig(Strict):
     # names the stages it templates from these lists
     scales: dict[str, list[int | float] | None] = Field(
         description="guidance -> scale grid; 0 means no guidance; null turns off a guidance the defaults sample")
-    sized_sets: list[str] = Field(default_factory=list, description="sets sized by the real training split, "
+    sized_sets: Annotated[list[str], Distinct] = Field(default_factory=list, description="sets sized by the real training split, "
                                   "beside the scale grid's: 'entropy-s2-x3' has 3x as many images as the training "
                                   "split (class mix as `class_counts`); for the synthetic-quantity axis")
     redraws: list[int] = Field(default_factory=list, description="further draws of every set of the scale grid: "
@@ -197,9 +208,9 @@ class SamplingConfig(Strict):
 
 
 class DownstreamConfig(ClassifierTraining):
-    networks: list[str] = Field(min_length=1)
-    seeds: list[int] = Field(min_length=1)
-    sets: list[str] = Field(default_factory=list, description="synthetic sets to train on (names like "
+    networks: Annotated[list[str], Distinct] = Field(min_length=1)
+    seeds: Annotated[list[int], Distinct] = Field(min_length=1)
+    sets: Annotated[list[str], Distinct] = Field(default_factory=list, description="synthetic sets to train on (names like "
                             "'entropy-s2'); empty: every set the profile samples")
     grouped: bool = Field(False, description="Snakemake, DVC and SLURM run one job per network (stage "
                           "train_group: its runs, seeds x sets, trained in one process) instead of one per run; "
@@ -209,7 +220,7 @@ class DownstreamConfig(ClassifierTraining):
 
 
 class FidelityConfig(Strict):
-    feature_extractors: list[Literal["domain", "inception"]] = Field(min_length=1)
+    feature_extractors: Annotated[list[Literal["domain", "inception"]], Distinct] = Field(min_length=1)
     inception_weights: str | None = Field(
         None, description="local torch-fidelity Inception weights (pt-inception-2015-12-05); needed for 'inception'")
     kid_subset_size: int = Field(gt=1)
@@ -244,7 +255,7 @@ class ZooConfig(Strict):
 
     epochs: int = Field(4, gt=0, description="training epochs per network (downstream optimiser and batch size)")
     seed: int = 0
-    networks: list[str] = Field(default_factory=list, description="networks to survey; empty: the whole zoo")
+    networks: Annotated[list[str], Distinct] = Field(default_factory=list, description="networks to survey; empty: the whole zoo")
 
     _known = field_validator("networks")(known_networks)
 
@@ -253,9 +264,10 @@ class TrainingLengthConfig(Strict):
     """`mgdm training-length`: downstream training on real data at several lengths (not in the DAG), to find
     where validation AUC stops improving. The schedule is one-cycle over the run, so each length is its own run."""
 
-    epochs: list[int] = Field(default_factory=lambda: [4, 8, 16, 32], min_length=2, description="lengths to train")
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
-    networks: list[str] = Field(default_factory=list, description="networks; empty: downstream.networks")
+    epochs: Annotated[list[int], Distinct] = Field(default_factory=lambda: [4, 8, 16, 32], min_length=2,
+                                                   description="lengths to train")
+    seeds: Annotated[list[int], Distinct] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    networks: Annotated[list[str], Distinct] = Field(default_factory=list, description="networks; empty: downstream.networks")
     tolerance: float = Field(0.01, gt=0, description="a longer length that raises mean best validation AUC by "
                              "no more than this has stopped improving")
 
@@ -309,7 +321,7 @@ class Profile(Strict):
     name: str
     generator: str | None = Field(None, description="another profile whose generator (data, DDPM, guidance "
                                   "and reference nets, synthetic sets, fidelity, analysis) this one reuses")
-    datasets: list[str] = Field(min_length=1)
+    datasets: Annotated[list[str], Distinct] = Field(min_length=1)
     device: str = "cpu"
     ddpm: DDPMConfig
     guidance_net: GuidanceNetConfig
@@ -403,13 +415,14 @@ class Config:
         return list(self.profile.downstream.sets) or self.sample_sets()
 
     def chosen(self, option: str, picked: list | None) -> list:
-        """--seeds / --networks: a part of downstream.<option> (default: all of it); anything else is refused."""
+        """--seeds / --networks: a part of downstream.<option> (default: all of it), in the profile's order and
+        each once (`--seeds 0 0` would pair every run twice); anything else is refused."""
         allowed = list(getattr(self.profile.downstream, option))
         picked = picked or allowed
         if not set(picked) <= set(allowed):
             raise ConfigError(f"{self.source} (profile {self.profile.name!r}): --{option} {picked} not among "
                               f"downstream.{option} {allowed}")
-        return picked
+        return [x for x in allowed if x in picked]
 
     def generator_config(self) -> "Config":
         """Return the Config of the profile that makes this one's images (itself unless `generator` is set)."""
