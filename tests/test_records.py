@@ -40,7 +40,20 @@ def test_run_records_agree_with_their_test_predictions(profile):
     runs = read_runs(ROOT / "results" / profile / "records/runs.csv")
     correct = runs["test_correct"].map(lambda s: np.mean([c == "1" for c in s]))
     assert np.allclose(correct, runs["acc"]), "accuracy is the share of test images a run got right"
-    assert runs.groupby(["dataset", "network", "train set", "seed"]).size().max() == 1, "one record per run"
+
+
+def test_records_that_hold_a_run_twice_are_refused(tmp_path):
+    """Records merged or edited by hand with a run in two rows would count its pairs twice: refused, naming one."""
+    import pandas as pd
+
+    from mgdm.files import FileError
+
+    runs = pd.read_csv(ROOT / "results/pilot/records/runs.csv", dtype=str)
+    assert len(runs) == 15 and runs["set"].nunique() == 3  # one network, 3 sets x 5 seeds
+    pd.concat([runs, runs[runs["seed"] == "0"]]).to_csv(tmp_path / "runs.csv", index=False)
+    with pytest.raises(FileError, match=r"runs.csv: 6 rows record 3 runs more than once \(e.g. resnet18 on real, "
+                                        r"seed 0\); one row per run"):
+        read_runs(tmp_path / "runs.csv")
 
 
 @pytest.mark.parametrize("records", sorted(ROOT.glob("results/*/records/training_length.json")),

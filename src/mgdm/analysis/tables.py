@@ -88,6 +88,8 @@ def downstream_job(train_set: str) -> tuple[str, dict]:
 RUN_COLUMNS = ("dataset", "network", "adaptation", "set", "seed", "epochs", *GRADING, "best_epoch", "n_real",
                "n_synthetic", "wall_s", "machine", "test_correct")
 
+RUN_KEY = ("dataset", "network", "set", "seed")  # what makes a run: one row each
+
 
 @dataclass(frozen=True)
 class RunGrid:
@@ -134,6 +136,11 @@ def read_runs(path: str | Path) -> pd.DataFrame:
     missing = [c for c in RUN_COLUMNS if c not in runs]
     if missing:
         raise FileError(f"{path}: columns {missing} missing; not mgdm run records")
+    twice = runs[runs.duplicated(list(RUN_KEY), keep=False)]
+    if len(twice):  # records merged or edited by hand: each pair would be counted twice
+        r = twice.iloc[0]
+        raise FileError(f"{path}: {len(twice)} rows record {len(twice) - twice.duplicated(list(RUN_KEY)).sum()} "
+                        f"runs more than once (e.g. {r['network']} on {r['set']}, seed {r['seed']}); one row per run")
     return runs.rename(columns={"set": "train set"})
 
 
