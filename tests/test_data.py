@@ -53,6 +53,28 @@ def test_absent_file_without_url_says_where_to_put_it(tmp_path):
         load_medmnist(tmp_path / "absent.npz")
 
 
+def test_a_failed_download_leaves_no_folder_behind(tmp_path):
+    """A mistyped MGDM_DATA_DIR is not created by a download that fails (offline, or a wrong md5)."""
+    source = medmnist_file(tmp_path / "source.npz")
+    with pytest.raises(DataError, match=r"typo/x\.npz: not found locally and download from file:.* failed"):
+        load_medmnist(tmp_path / "typo" / "x.npz", url=(tmp_path / "absent.npz").as_uri())
+    with pytest.raises(DataError, match="downloaded file has md5"):
+        load_medmnist(tmp_path / "typo" / "deeper" / "x.npz", md5="0" * 32, url=source.as_uri())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["source.npz"]
+    load_medmnist(tmp_path / "fresh" / "x.npz", md5=md5sum(source), url=source.as_uri())  # the folder made
+    assert md5sum(tmp_path / "fresh" / "x.npz") == md5sum(source)
+
+
+def test_a_data_folder_that_is_a_file_is_named():
+    from mgdm.config import load
+    from mgdm.stages.preprocess import load_raw
+
+    spec = load(ROOT / "params.yaml", "cpu").dataset("retinamnist")
+    with pytest.raises(DataError, match=r"params.yaml: the data folder \(MGDM_DATA_DIR or data_dir in params.yaml\) "
+                                        "is a file"):
+        load_raw("retinamnist", spec, str(ROOT / "params.yaml"))
+
+
 def test_class_without_training_images_is_refused():
     splits = make_procedural(3, 1, 8, 30, 10, 10, seed=0)
     images, labels = splits["train"]
@@ -95,8 +117,7 @@ def test_preprocess_cli_fails_cleanly_on_a_bad_file(tmp_path):
     assert res.returncode == 2
     assert "retinamnist.npz: keys ['train_images'] missing" in res.stderr
     assert "Traceback" not in res.stderr
-    assert not (tmp_path / "results" / "cpu" / "retinamnist" / "data").exists() or \
-        not any((tmp_path / "results" / "cpu" / "retinamnist" / "data").iterdir())
+    assert not (tmp_path / "results").exists()  # no output, nor the folders made for them
 
 
 @pytest.mark.skipif(not os.environ.get("MGDM_DATA_DIR"), reason="MGDM_DATA_DIR not set")

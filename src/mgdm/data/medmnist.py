@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from mgdm.data.splits import SPLITS, DataError, as_nhwc
-from mgdm.files import atomic_path
+from mgdm.files import atomic_path, new_folders, remove_empty
 
 KEYS = tuple(f"{s}_{k}" for s in SPLITS for k in ("images", "labels"))
 
@@ -26,14 +26,19 @@ def md5sum(path: Path) -> str:
 def download(url: str, path: Path, md5: str | None) -> None:
     """Fetch `url` to `path`, checking its md5 before the file takes its final name."""
     print(f"downloading {url} -> {path}")
-    with atomic_path(path) as tmp:
-        try:
-            urllib.request.urlretrieve(url, tmp)
-        except OSError as err:
-            raise DataError(f"{path}: not found locally and download from {url} failed ({err}); "
-                            "put the file there or set MGDM_DATA_DIR / data_dir to its folder") from None
-        if md5 and md5sum(tmp) != md5:
-            raise DataError(f"{url}: downloaded file has md5 {md5sum(tmp)}, expected {md5}")
+    made = new_folders([path])  # a mistyped data folder is not left behind by a failed download
+    try:
+        with atomic_path(path) as tmp:
+            try:
+                urllib.request.urlretrieve(url, tmp)
+            except OSError as err:
+                raise DataError(f"{path}: not found locally and download from {url} failed ({err}); "
+                                "put the file there or set MGDM_DATA_DIR / data_dir to its folder") from None
+            if md5 and md5sum(tmp) != md5:
+                raise DataError(f"{url}: downloaded file has md5 {md5sum(tmp)}, expected {md5}")
+    except BaseException:
+        remove_empty(made)
+        raise
 
 
 def load_medmnist(path: str | Path, md5: str | None = None, url: str | None = None):

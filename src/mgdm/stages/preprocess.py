@@ -20,6 +20,9 @@ def load_raw(name: str, spec: DatasetSpec, data_dir: str | None, seed: int = 0):
     if spec.source == "procedural":
         return make_procedural(spec.num_classes, spec.channels, spec.image_size,
                                spec.n_train, spec.n_val, spec.n_test, seed), f"procedural:{name}"
+    if data_dir and Path(data_dir).exists() and not Path(data_dir).is_dir():
+        raise DataError(f"{data_dir}: the data folder (MGDM_DATA_DIR or data_dir in params.yaml) is a file; "
+                        "set it to the folder holding the file")
     if spec.source == "medmnist":
         if not data_dir:
             raise DataError(f"dataset {name!r}: no data folder; set MGDM_DATA_DIR or data_dir in params.yaml")
