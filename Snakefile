@@ -18,9 +18,9 @@ configfile: "params.yaml"
 report: "workflow/report/workflow.rst"
 
 
-validate(config, "workflow/schemas/params.schema.json")  # the file's shape; resolve() checks each profile
-
+# resolve() first: its message names the field in one line, where a schema error prints the whole schema
 PLAN = Plan(resolve(config, config.get("profile")))
+validate(config, "workflow/schemas/params.schema.json")  # the file's shape, for the tools that read the schema
 PARAMS, PROFILE, ROOT, P = PLAN.params_file, PLAN.profile, PLAN.root, PLAN.values
 GEN_PROFILE, GEN, G = PLAN.generator.profile, PLAN.generator.root, PLAN.generator.values
 MLFLOW_URI = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
