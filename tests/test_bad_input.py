@@ -7,6 +7,7 @@ The bad data files themselves (MedMNIST keys, md5, labels, image folders) and fo
 checkpoints are tested in test_data.py.
 """
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -270,3 +271,59 @@ def test_a_profile_made_for_a_card_is_refused_on_a_machine_without_one_by_the_jo
         assert main([*args, "--profile", "smoke"]) == 2  # for want of runs, not for the device
         err = capsys.readouterr().err
         assert ("not found" in err or "no run records" in err) and "device" not in err, err
+
+
+@pytest.fixture
+def http_server():
+    """A local HTTP server answering every GET with the status `codes[path]` (404 for any other path)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    codes = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(codes.get(self.path, 404))
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", codes
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_tracking_server_that_is_not_there_is_refused_before_work_starts(http_server, tmp_path, monkeypatch,
+                                                                          capsys):
+    """MLflow's client retries an absent server for about 4 minutes, then failed the finished job (its outputs
+    removed): the runner asks the server's /health first and names the URI in one line."""
+    import socket
+
+    from mgdm.cli import main
+    from mgdm.config import ConfigError
+    from mgdm.workflow.tracking import check_server
+
+    url, codes = http_server
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    with pytest.raises(ConfigError, match=f"MLFLOW_TRACKING_URI {closed}: no MLflow server answers"):
+        check_server(closed)
+    with pytest.raises(ConfigError, match=r"answers, but is not an MLflow server \(HTTP 404 for /health\)"):
+        check_server(url)
+    for code in (200, 401):  # an MLflow server; one that wants a login (the client judges)
+        codes["/health"] = code
+        check_server(url + "/")
+    check_server("sqlite:///nowhere/mlflow.db")  # a local store: nothing to ask
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", closed)
+    monkeypatch.delenv("MGDM_NO_MLFLOW", raising=False)
+    rc = main(["preprocess", "--params", str(ROOT / "params.yaml"), "--profile", "smoke", "--dataset", "discs"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and re.fullmatch(f"mgdm preprocess: error: MLFLOW_TRACKING_URI {closed}: no MLflow server "
+                                    r"answers \(.*Connection refused\); start one there, or run without logging "
+                                    r"\(--no-mlflow, or MGDM_NO_MLFLOW=1\)", err), err
+    assert not list(tmp_path.iterdir())

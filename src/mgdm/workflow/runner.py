@@ -130,6 +130,10 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
     start, made = time.time(), new_folders(outputs)
     try:
         check_writable(outputs)  # before work starts, not after an hour of training
+        if not a.no_mlflow:
+            from mgdm.workflow.tracking import DEFAULT_URI, check_server
+
+            check_server(os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI))
         remove_temporaries(outputs)
         result = importlib.import_module(STAGES[stage].module).main(config, plan, a)
         _finish(stage, a, config, plan, wildcards, result, start, time.time() - start)

@@ -27,6 +27,29 @@ def enabled() -> bool:
     return os.environ.get(OFF_ENV, "0") == "0"
 
 
+def check_server(uri: str, timeout: float = 5.0) -> None:
+    """Refuse, before any work, an http(s) tracking URI where no server answers: MLflow's client retries for
+    about 4 minutes, then fails the job whose work was done (its outputs removed with it)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    from mgdm.config import ConfigError
+
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()  # an MLflow server: 200 OK
+        return
+    except urllib.error.HTTPError as err:
+        if err.code != 404:
+            return  # a server that wants a login (401, 403) or is busy: MLflow's client judges
+        problem = "answers, but is not an MLflow server (HTTP 404 for /health)"
+    except OSError as err:  # URLError, a timeout, a refused connection
+        problem = f"no MLflow server answers ({getattr(err, 'reason', err)})"
+    raise ConfigError(f"MLFLOW_TRACKING_URI {uri}: {problem}; start one there, or run without logging "
+                      "(--no-mlflow, or MGDM_NO_MLFLOW=1)")
+
+
 def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -70,6 +93,7 @@ def start_pipeline(uri: str, experiment: str, run_name: str, tags: dict) -> str:
     """Open the parent run of one pipeline invocation; stage runs started with PARENT_ENV set nest under it."""
     if not enabled():
         return ""
+    check_server(uri)
     client, lock, local_db = _store(uri)
     with lock:
         run = client.create_run(_experiment_id(client, experiment, local_db), run_name=run_name, tags=tags)
