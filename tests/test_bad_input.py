@@ -164,7 +164,7 @@ def test_a_tool_given_a_dataset_outside_its_profile_is_refused_before_it_imports
     err = res.stderr.strip()
     assert res.returncode == 2 and len(err.splitlines()) == 1, err
     assert err == ("mgdm: error: " + str(ROOT / "params.yaml") + " (profile 'smoke'): dataset 'nope' is not in this "
-                   "profile's datasets ['discs']"), err
+                   "profile's datasets (discs)"), err
     assert res.stdout.strip() == "torch not imported"
     assert not any(tmp_path.rglob("*"))
 
@@ -266,7 +266,10 @@ def test_a_profile_made_for_a_card_is_refused_on_a_machine_without_one_by_the_jo
     assert not any(p for p in tmp_path.rglob("*") if p.name != "params.yaml")
     # the arguments before the machine: a network outside the profile is named as such
     assert main(["train-baseline", "--dataset", "discs", "--network", "nope", "--seed", "0", "--profile", "smoke"]) == 2
-    assert "network 'nope' is not in this profile's networks" in capsys.readouterr().err
+    assert "network 'nope' is not in this profile's networks (convnext_atto)" in capsys.readouterr().err
+    assert main(["train-baseline", "--dataset", "discs", "--network", "convnext_atto", "--seed", "-1", "--profile",
+                 "smoke"]) == 2
+    assert "seed -1 is not in this profile's seeds (0)" in capsys.readouterr().err
     for args in (["report", "--no-mlflow"], ["copies-control", "--from-records"], ["power"]):
         assert main([*args, "--profile", "smoke"]) == 2  # for want of runs, not for the device
         err = capsys.readouterr().err

@@ -56,7 +56,7 @@ def check_in_profile(a: argparse.Namespace, plan: Plan, key: str, value, values:
     """Refuse a wildcard value (a dataset, set, network, seed) the profile does not have, in one line."""
     if str(value) not in values:
         raise ConfigError(f"{a.params} (profile {plan.profile!r}): {key} {value!r} is not in this profile's "
-                          f"{key}s {values}{hint}")
+                          f"{key}s ({', '.join(values)}){hint}")  # values as in params.yaml: seeds unquoted
 
 
 def job_outputs(stage: str, a: argparse.Namespace, config, plan: Plan):
