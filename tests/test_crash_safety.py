@@ -136,3 +136,34 @@ def test_killed_job_resumes_to_the_unbroken_result(trained, stage):
         for k, v in arrays.items():
             assert np.array_equal(v, reference[1][k]), f"trial {trial}: {k} differs after a kill"
     assert resumed == TRIALS, f"{TRIALS - resumed} of {TRIALS} trials did not resume from a partial {stage}"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM])  # SIGINT (Ctrl-C) takes the same path: test_grid_training.py
+def test_a_signalled_job_keeps_its_state_and_says_so_in_one_line(tmp_path, sig):
+    """scancel (SIGTERM) mid-training, with an hour between resume states: the job keeps its state
+    at the end of the epoch under way, names it in one line, exits 128 + the signal's number (as a shell reports
+    it), and its declared outputs are absent (that a rerun resumes from such a state exactly: test_grid_training.py
+    and test_training.py)."""
+    import re
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["profiles"]["smoke"]["reference_net"] = {"epochs": 40, "checkpoint_s": 3600}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    cmd = ["mgdm", "--profile", "smoke", "--dataset", "discs", "--no-mlflow", "--threads", "1"]
+    run([cmd[0], "preprocess", *cmd[1:]], tmp_path)
+    proc = subprocess.Popen([cmd[0], "train-reference-net", *cmd[1:]], cwd=tmp_path, env=mgdm_env(),
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal has it
+    said = ""
+    while not re.search(r" [1-9]\d*/40 ", said) and proc.poll() is None:  # the progress bar: an epoch is done
+        said += proc.stderr.read(1)
+    proc.send_signal(sig)
+    said += proc.stderr.read()
+    assert proc.wait() == 128 + sig, said[-2000:]
+    last = said.strip().splitlines()[-1]
+    stopped = re.fullmatch(rf"mgdm train_reference_net: interrupted \({signal.Signals(sig).name}\) at epoch (\d+) "
+                           r"of 40 \(seed 0\), its resume state kept; rerun to continue from there", last)
+    assert stopped and 1 < int(stopped[1]) < 40, last
+    folder = tmp_path / D / "reference_net"
+    assert sorted(p.name for p in folder.iterdir()) == ["resume.json", "resume.safetensors"]  # outputs absent
+    assert yaml.safe_load((folder / "resume.json").read_text())["step"] == int(stopped[1])

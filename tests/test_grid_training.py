@@ -2,6 +2,8 @@
 holds one run in memory at a time, the device AUC equals scikit-learn's, and a killed group resumes to the
 unbroken result."""
 
+import signal
+
 import numpy as np
 import pytest
 import torch
@@ -152,3 +154,41 @@ def test_device_auc_known_answer():
     labels = torch.tensor([1, 1, 0, 0])
     probs = torch.tensor([[0.1, 0.9], [0.5, 0.5], [0.5, 0.5], [0.9, 0.1]])
     assert float(device_auc(labels, probs)) == 0.875
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_a_run_at_its_epochs_end_with_the_state_kept(discs, tmp_path, monkeypatch, sig):
+    """Ctrl-C or SIGTERM (scancel) in epoch 2 of 3, with an hour between states: the run keeps its state
+    at epoch 2's end and stops; the rerun resumes there and ends where the unbroken run ends. A second signal
+    stops at once."""
+    from mgdm.interrupts import Interrupted, interruptible
+
+    val, cfg = discs.tensors("val"), CFG.model_copy(update={"checkpoint_s": 3600})
+    unbroken = list(grid.train_runs("resnet18", runs_of(discs)[:1], val, discs.num_classes, cfg, progress=False))
+    run = grid.Run(0, *discs.tensors("train"), tmp_path / "state.safetensors")
+    validate, calls = grid._validate, []
+
+    def signalled(live, *args, times=1):  # the signal comes in epoch 2's validation (the real handler runs)
+        calls.append(1)
+        if len(calls) == 2:
+            for _ in range(times):
+                signal.raise_signal(sig)
+        validate(live, *args)
+
+    monkeypatch.setattr(grid, "_validate", signalled)
+    before = signal.getsignal(sig)
+    with pytest.raises(Interrupted) as stopped, interruptible():
+        next(grid.train_runs("resnet18", [run], val, discs.num_classes, cfg, progress=False))
+    assert stopped.value.signum == sig and stopped.value.where == "epoch 2 of 3 (seed 0)"
+    assert signal.getsignal(sig) is before  # the handler is put back
+    monkeypatch.setattr(grid, "_validate", validate)
+    model, info = next(grid.train_runs("resnet18", [run], val, discs.num_classes, cfg, progress=False))
+    assert info["resumed_from_epoch"] == 2
+    assert_same_state(model, unbroken[0][0])
+    assert info["history"] == unbroken[0][1]["history"] and info["best_epoch"] == unbroken[0][1]["best_epoch"]
+
+    calls.clear()
+    monkeypatch.setattr(grid, "_validate", lambda live, *args: signalled(live, *args, times=2))
+    with pytest.raises(Interrupted) as stopped, interruptible():
+        next(grid.train_runs("resnet18", [run], val, discs.num_classes, cfg, progress=False))
+    assert stopped.value.where == "" and not run.resume_path.exists()  # at once: no state

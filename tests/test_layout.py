@@ -12,7 +12,7 @@ from mgdm.workflow.stages import STAGES
 
 SRC = ROOT / "src"
 # lower layers never import higher ones; a layer's packages may import each other without a cycle
-LAYERS = [{"config", "files", "machine", "training"}, {"data"}, {"diffusion", "guidance", "classifiers"},
+LAYERS = [{"config", "files", "interrupts", "machine", "training"}, {"data"}, {"diffusion", "guidance", "classifiers"},
           {"sampling"}, {"metrics"}, {"analysis"}, {"workflow"}, {"stages"}, {"tools"}, {"cli"}]
 LAYER = {part: i for i, layer in enumerate(LAYERS) for part in layer}
 

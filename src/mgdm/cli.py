@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from mgdm.config import NETWORKS, ConfigError
+from mgdm.interrupts import Interrupted, interruptible
 from mgdm.workflow import tracking
 from mgdm.workflow.stages import STAGES
 
@@ -245,14 +246,18 @@ def main(argv: list[str] | None = None) -> int:
         if not hasattr(a, "func"):
             from mgdm.workflow.runner import run_stage
 
-            return run_stage(a.stage, a)
-        if a.command in TOOLS:  # the configuration first: a tool's module takes seconds to import (torch, ...)
-            from mgdm.tools import open_tool
+            return run_stage(a.stage, a)  # it says how a job ended by a signal, and removes its outputs
+        with interruptible():
+            if a.command in TOOLS:  # the configuration first: a tool's module takes seconds to import (torch, ...)
+                from mgdm.tools import open_tool
 
-            open_tool(a)
-        if isinstance(a.func, str):
-            return importlib.import_module(a.func).main(a)
-        return a.func(a)
+                open_tool(a)
+            if isinstance(a.func, str):
+                return importlib.import_module(a.func).main(a)
+            return a.func(a)
+    except Interrupted as err:
+        print(f"mgdm {a.command}: {err}", file=sys.stderr)
+        return 128 + err.signum
     except (ValueError, FileNotFoundError) as err:
         if not isinstance(err, (ConfigError, FileNotFoundError)):
             from mgdm.files import FileError  # here, not at the top: it imports torch, which a bad config need not

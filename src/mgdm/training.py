@@ -42,11 +42,15 @@ class LossHistory:
 
     def add(self, step: int, loss: torch.Tensor, last: bool, bar=None) -> None:
         self._window.append(loss.detach().double())
-        if (step + 1) % self.every == 0 or last:
+        if self.at_window_end(step) or last:
             self.points.append((step + 1, float(sum(self._window) / len(self._window))))
             self._window = []
             if bar is not None:
                 bar.set_postfix(loss=f"{self.points[-1][1]:.4f}")
+
+    def at_window_end(self, step: int) -> bool:
+        """Whether `step` closes a window: a run resumed from here averages the same windows as an unbroken one."""
+        return (step + 1) % self.every == 0
 
     @property
     def final(self) -> float:

@@ -28,6 +28,7 @@ from mgdm.classifiers.grading import device_auc
 from mgdm.classifiers.zoo import SmallImageNet, create_network
 from mgdm.config import ClassifierTraining
 from mgdm.files import load_training_state, read_training_info, save_training_state
+from mgdm.interrupts import stop, stop_at_boundary, stop_requested
 
 
 @torch.no_grad()
@@ -197,17 +198,22 @@ def train_runs(network: str, runs: list[Run], val: tuple[torch.Tensor, torch.Ten
             images, labels = on_device(run.images), on_device(run.labels)
             live = _start(network, run, num_classes, cfg, dev, weights)
             bar.update(live.epoch)
-            for epoch in range(live.epoch, cfg.epochs):
-                t0 = time.time()
-                loss_sum = _train_epoch(live, images, labels, cfg)
-                _validate(live, val, loss_sum, len(labels))
-                live.seconds += time.time() - t0  # the host ran ahead of the device; the sum is right at the end
-                bar.update()
-                due = time.time() - last_save >= cfg.checkpoint_s
-                if run.resume_path is not None and epoch + 1 < cfg.epochs and due:
-                    _save(live)
-                    last_save = time.time()
-                    bar.set_postfix(val_auc=f"{float(live.history['val_auc'][-1][1]):.3f}")
+            with stop_at_boundary():  # Ctrl-C or SIGTERM: the state at this epoch's end is kept, then stop
+                for epoch in range(live.epoch, cfg.epochs):
+                    t0 = time.time()
+                    loss_sum = _train_epoch(live, images, labels, cfg)
+                    _validate(live, val, loss_sum, len(labels))
+                    live.seconds += time.time() - t0  # the host ran ahead of the device; the sum is right at the end
+                    bar.update()
+                    more = epoch + 1 < cfg.epochs
+                    stopping = more and stop_requested()
+                    due = time.time() - last_save >= cfg.checkpoint_s
+                    if run.resume_path is not None and more and (due or stopping):
+                        _save(live)
+                        last_save = time.time()
+                        bar.set_postfix(val_auc=f"{float(live.history['val_auc'][-1][1]):.3f}")
+                    if stopping:
+                        stop(f"epoch {epoch + 1} of {cfg.epochs} (seed {run.seed})" if run.resume_path else "")
             history, _, best_epoch = _host(live)
             if run.resume_path is not None:
                 for f in (Path(run.resume_path), Path(run.resume_path).with_suffix(".json")):

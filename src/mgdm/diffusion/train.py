@@ -24,6 +24,7 @@ from mgdm.data.normalization import Normalization, encode_split
 from mgdm.data.splits import Dataset
 from mgdm.diffusion.unet import make_unet, scheduler_config, train_scheduler, unet_config
 from mgdm.files import load_training_state, read_training_info, save_model, save_training_state
+from mgdm.interrupts import stop, stop_at_boundary, stop_requested
 from mgdm.training import LossHistory, batch_generator, draw_indices, draw_weights, ema_update
 
 Probe = Callable[[torch.nn.Module, dict, Normalization], dict]
@@ -81,34 +82,39 @@ def train_ddpm(dataset: Dataset, cfg: DDPMConfig, out_path: str | Path, seed: in
     losses, t0 = LossHistory(), time.time()
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train_ddpm", disable=not progress)
     weights = draw_weights(labels, cfg.class_balanced)
-    for step in bar:
-        # everything random in the step from one generator on the device, in a fixed order: no host sync
-        g = batch_generator(seed, step, device)
-        idx = draw_indices(len(labels), cfg.batch_size, weights, g)
-        x0, y = images[idx], labels[idx]
-        # Per-sample label dropout: every batch trains both the conditional and the null model.
-        drop = torch.rand(len(y), generator=g, device=device) < cfg.label_dropout
-        y = torch.where(drop, torch.full_like(y, null), y)
-        if cfg.hflip:
-            flip = torch.rand(len(y), generator=g, device=device) < 0.5
-            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-        noise = torch.randn(x0.shape, generator=g, device=device)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(y),), generator=g, device=device)
-        loss = diffusion_loss(unet, scheduler, x0, y, noise, t, cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        lr_sched.step()
-        ema_update(ema, unet, cfg.ema_decay, step)
-        losses.add(step, loss, step + 1 == cfg.steps, bar)
-        last = step + 1 == cfg.steps
-        if probe is not None and ((cfg.probe_every and (step + 1) % cfg.probe_every == 0) or last):
-            for k, v in probe(ema, model_config, norm).items():
-                probes.setdefault(k, []).append((step + 1, v))
-            bar.set_postfix(loss=f"{losses.final:.4f}", fid=f"{probes.get('probe_fid', [(0, float('nan'))])[-1][1]:.1f}")
-        if (step + 1) % cfg.checkpoint_every == 0 or last:
-            save_training_state(resume_path, step + 1, {"unet": unet, "ema": ema}, opt, meta, {"probes": probes})
+    with stop_at_boundary():  # Ctrl-C or SIGTERM: the state at the next loss window's end is kept, then stop
+        for step in bar:
+            # everything random in the step from one generator on the device, in a fixed order: no host sync
+            g = batch_generator(seed, step, device)
+            idx = draw_indices(len(labels), cfg.batch_size, weights, g)
+            x0, y = images[idx], labels[idx]
+            # Per-sample label dropout: every batch trains both the conditional and the null model.
+            drop = torch.rand(len(y), generator=g, device=device) < cfg.label_dropout
+            y = torch.where(drop, torch.full_like(y, null), y)
+            if cfg.hflip:
+                flip = torch.rand(len(y), generator=g, device=device) < 0.5
+                x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+            noise = torch.randn(x0.shape, generator=g, device=device)
+            t = torch.randint(0, scheduler.config.num_train_timesteps, (len(y),), generator=g, device=device)
+            loss = diffusion_loss(unet, scheduler, x0, y, noise, t, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+            opt.step()
+            lr_sched.step()
+            ema_update(ema, unet, cfg.ema_decay, step)
+            losses.add(step, loss, step + 1 == cfg.steps, bar)
+            last = step + 1 == cfg.steps
+            if probe is not None and ((cfg.probe_every and (step + 1) % cfg.probe_every == 0) or last):
+                for k, v in probe(ema, model_config, norm).items():
+                    probes.setdefault(k, []).append((step + 1, v))
+                bar.set_postfix(loss=f"{losses.final:.4f}",
+                                fid=f"{probes.get('probe_fid', [(0, float('nan'))])[-1][1]:.1f}")
+            stopping = losses.at_window_end(step) and not last and stop_requested()
+            if (step + 1) % cfg.checkpoint_every == 0 or last or stopping:
+                save_training_state(resume_path, step + 1, {"unet": unet, "ema": ema}, opt, meta, {"probes": probes})
+            if stopping:
+                stop(f"step {step + 1} of {cfg.steps}")
     save_model(out_path, ema, model_config)
     params = sum(p.numel() for p in unet.parameters())
     metrics = {"final_loss": losses.final, "parameters": params, "steps": cfg.steps, "resumed_from": start,

@@ -15,6 +15,7 @@ from mgdm.data.splits import Dataset
 from mgdm.diffusion.unet import scheduler_config, train_scheduler
 from mgdm.files import load_model_config, load_training_state, load_weights, save_model, save_training_state
 from mgdm.guidance.noisy_classifier import NoisyClassifier
+from mgdm.interrupts import stop, stop_at_boundary, stop_requested
 from mgdm.training import LossHistory, batch_generator, draw_indices, draw_weights
 
 
@@ -35,8 +36,8 @@ def accuracy_by_noise(net, scheduler, images, labels, seed: int) -> dict:
     return out
 
 
-def train_guidance_net(dataset: Dataset, cfg: GuidanceNetConfig, ddpm_cfg: DDPMConfig, out_path: str | Path, seed: int = 0,
-        device: str = "cpu", progress: bool = True) -> dict:
+def train_guidance_net(dataset: Dataset, cfg: GuidanceNetConfig, ddpm_cfg: DDPMConfig, out_path: str | Path,
+                       seed: int = 0, device: str = "cpu", progress: bool = True) -> dict:
     """Train and write the guidance net; return metrics (val accuracy per noise level) and history."""
     out_path = Path(out_path)
     resume_path = out_path.with_name("resume.safetensors")
@@ -57,20 +58,25 @@ def train_guidance_net(dataset: Dataset, cfg: GuidanceNetConfig, ddpm_cfg: DDPMC
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train_guidance_net",
                disable=not progress)
     weights = draw_weights(labels, cfg.class_balanced)
-    for step in bar:
-        # everything random in the step from one generator on the device, in a fixed order: no host sync
-        g = batch_generator(seed, step, device)
-        idx = draw_indices(len(labels), cfg.batch_size, weights, g)
-        x0, y = images[idx], labels[idx]
-        noise = torch.randn(x0.shape, generator=g, device=device)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(y),), generator=g, device=device)
-        loss = F.cross_entropy(net(scheduler.add_noise(x0, noise, t), t), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.add(step, loss, step + 1 == cfg.steps, bar)
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-            save_training_state(resume_path, step + 1, {"net": net}, opt, meta)
+    with stop_at_boundary():  # Ctrl-C or SIGTERM: the state at the next loss window's end is kept, then stop
+        for step in bar:
+            # everything random in the step from one generator on the device, in a fixed order: no host sync
+            g = batch_generator(seed, step, device)
+            idx = draw_indices(len(labels), cfg.batch_size, weights, g)
+            x0, y = images[idx], labels[idx]
+            noise = torch.randn(x0.shape, generator=g, device=device)
+            t = torch.randint(0, scheduler.config.num_train_timesteps, (len(y),), generator=g, device=device)
+            loss = F.cross_entropy(net(scheduler.add_noise(x0, noise, t), t), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            last = step + 1 == cfg.steps
+            losses.add(step, loss, last, bar)
+            stopping = losses.at_window_end(step) and not last and stop_requested()
+            if (step + 1) % cfg.checkpoint_every == 0 or last or stopping:
+                save_training_state(resume_path, step + 1, {"net": net}, opt, meta)
+            if stopping:
+                stop(f"step {step + 1} of {cfg.steps}")
     net.eval()
     _, val_images, val_labels = encode_split(dataset, ddpm_cfg.normalization, "val")
     metrics = accuracy_by_noise(net.cpu(), scheduler, val_images, val_labels, seed)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from mgdm.config import ConfigError, load, parse_set_name
+from mgdm.interrupts import Interrupted, interruptible
 from mgdm.workflow.plan import Plan
 from mgdm.workflow.stages import DATA, SAMPLES, STAGES
 
@@ -110,6 +111,11 @@ def _fail(err: BaseException, stage: str, outputs: list[str], made: list) -> int
 
     remove(outputs)
     remove_empty(made)  # the folders this job made for its outputs, if nothing else is in them
+    if isinstance(err, Interrupted):
+        kept = ", its resume state kept; rerun to continue from there" if err.where else \
+            "; a rerun continues from what it kept (resume states, finished sample batches), if anything"
+        print(f"mgdm {stage}: {err}{kept}", file=sys.stderr)
+        return 128 + err.signum  # as a shell reports a process a signal ended
     if isinstance(err, (ConfigError, FileError, FileNotFoundError)):
         print(f"mgdm {stage}: error: {err}", file=sys.stderr)
         return 2
@@ -129,14 +135,15 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
         torch.set_num_threads(a.threads)
     start, made = time.time(), new_folders(outputs)
     try:
-        check_writable(outputs)  # before work starts, not after an hour of training
-        if not a.no_mlflow:
-            from mgdm.workflow.tracking import DEFAULT_URI, check_server
+        with interruptible():  # Ctrl-C and SIGTERM end the job in one line, a training loop's state kept
+            check_writable(outputs)  # before work starts, not after an hour of training
+            if not a.no_mlflow:
+                from mgdm.workflow.tracking import DEFAULT_URI, check_server
 
-            check_server(os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI))
-        remove_temporaries(outputs)
-        result = importlib.import_module(STAGES[stage].module).main(config, plan, a)
-        _finish(stage, a, config, plan, wildcards, result, start, time.time() - start)
+                check_server(os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI))
+            remove_temporaries(outputs)
+            result = importlib.import_module(STAGES[stage].module).main(config, plan, a)
+            _finish(stage, a, config, plan, wildcards, result, start, time.time() - start)
     except BaseException as err:
         return _fail(err, stage, outputs, made)
     return 0
@@ -171,10 +178,11 @@ def run_group(jobs: list[tuple[str, argparse.Namespace]]) -> int:
     done: set[int] = set()
     made = new_folders(every)
     try:
-        check_writable(every)
-        remove_temporaries(every)
-        main_group = importlib.import_module(STAGES["train_baseline"].module).main_group  # stages sit above workflow
-        train_together(config, plan, jobs, main_group, finished=done.add)
+        with interruptible():
+            check_writable(every)
+            remove_temporaries(every)
+            main_group = importlib.import_module(STAGES["train_baseline"].module).main_group  # stages sit above
+            train_together(config, plan, jobs, main_group, finished=done.add)
     except BaseException as err:
         return _fail(err, "train group", [p for i, o in enumerate(outputs) if i not in done for p in o], made)
     return 0
