@@ -64,3 +64,43 @@ def test_jobs_refuse_networks_and_seeds_outside_the_profile():
     for option, value in (("--networks", "nonet"), ("--seeds", "7")):
         res = run(["mgdm", "jobs", "--profile", "paper-downstream", option, value], ROOT, check=False)
         assert res.returncode == 2 and f"{option} [{value if option == '--seeds' else repr(value)}] not among" in res.stderr
+
+
+def test_ctrl_c_stops_each_group_at_an_epochs_end_with_its_state_and_starts_no_other(smoke_dag, tmp_path):
+    """Ctrl-C reaches the whole process group (the pool and its workers): the workers leave it to their parent,
+    which tells each running group to keep its state at its next epoch's end and stop, starts no other group,
+    counts what finished, and exits 130 without waiting on a worker (a worker a signal ended would have left the
+    pool waiting for its result: it hung)."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import time
+
+    import yaml
+    from conftest import mgdm_env
+
+    workdir = finished_copy(smoke_dag, tmp_path / "w")
+    raw = yaml.safe_load((workdir / "params.yaml").read_text())
+    raw["profiles"]["smoke"]["downstream"].update(epochs=40, checkpoint_s=0)  # a state each epoch: training shows
+    (workdir / "params.yaml").write_text(yaml.safe_dump(raw))
+    runs = workdir / "results/smoke/discs/downstream"
+    for job in runs.rglob("seed0*"):
+        job.unlink()
+    proc = subprocess.Popen(["mgdm", "jobs", "--profile", "smoke", "--workers", "2"], cwd=workdir, env=mgdm_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal has it
+    while not list(runs.rglob("*.resume.json")) and proc.poll() is None:  # a group has trained an epoch
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, out
+    assert "mgdm jobs: SIGINT: each running group keeps its states at its next epoch's end and stops" in out
+    summary = re.search(r"mgdm jobs: (\d+) done, 0 failed, (\d+) stopped \(the run under way in each group kept "
+                        r"its state\), (\d+) not started \(stopped\)", out)
+    assert summary and sum(map(int, summary.groups())) == 7 and int(summary[2]) > 0, out
+    stopped_at = [int(e) for e in re.findall(r"interrupted \(SIGINT\) at epoch (\d+) of 40 \(seed 0\)", out)]
+    assert stopped_at and all(1 <= e < 40 for e in stopped_at), out
+    states = sorted(json.loads(p.read_text())["step"] for p in runs.rglob("*.resume.json"))
+    assert states == sorted(stopped_at), out  # the state of each run under way, at the epoch it stopped at
+    assert out.strip().splitlines()[-1] == "mgdm jobs: interrupted (SIGINT)"

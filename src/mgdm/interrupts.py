@@ -67,6 +67,13 @@ def stop_at_boundary():
         _boundaries -= 1
 
 
+def request_stop(signum: int) -> None:
+    """Ask the loops to stop as a signal would, from another thread (a pool worker told by its parent); outside
+    a loop it waits for the next boundary."""
+    global _pending
+    _pending = _pending or signum
+
+
 def stop_requested() -> bool:
     return _pending is not None
 

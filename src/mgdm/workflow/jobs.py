@@ -12,11 +12,14 @@ killed group resumes each run from its last state, so a stopped pool resumes whe
 from __future__ import annotations
 
 import multiprocessing
+import signal
+import threading
 import time
 from pathlib import Path
 
 from mgdm.analysis.tables import downstream_job
 from mgdm.config import load
+from mgdm.interrupts import SIGNALS, Interrupted, request_stop
 from mgdm.workflow.plan import Plan
 from mgdm.workflow.runner import checked_device
 
@@ -51,10 +54,29 @@ def groups(jobs: list[tuple[str, dict]], workers: int = 1) -> list[list[tuple[st
     return grouped
 
 
+_stop = None  # a worker's copy of the pool's stop event and signal (set by `_worker_start`)
+
+
+def _worker_start(stop, signum) -> None:
+    """A worker leaves Ctrl-C and SIGTERM to its parent, which tells it through `stop`: a signal to the whole
+    process group (a terminal's Ctrl-C, scancel) would otherwise reach it twice, and a worker a signal ended would
+    leave the pool waiting for its result."""
+    global _stop
+    for s in SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    _stop = stop
+
+    def told():
+        stop.wait()
+        request_stop(signum.value)  # the group keeps its states at its next boundary and ends
+
+    threading.Thread(target=told, daemon=True).start()
+
+
 def _work(job: tuple[list[tuple[str, dict]], str, str, str | None, float]) -> tuple[list, int | None, float]:
     group, params, profile, device, deadline = job
-    if time.time() > deadline:
-        return group, None, 0.0  # not started: past the deadline
+    if time.time() > deadline or (_stop is not None and _stop.is_set()):
+        return group, None, 0.0  # not started: past the deadline, or the pool is stopping
     from mgdm.workflow.runner import job_args, run_group
 
     start = time.time()
@@ -79,20 +101,45 @@ def run(plan: Plan, workers: int, deadline_s: float | None = None, networks: lis
     deadline = time.time() + (deadline_s if deadline_s is not None else float("inf"))
     print(f"mgdm jobs: {len(todo)} jobs to run on {workers} workers, in {len(grouped)} groups (one process "
           "trains a dataset's runs of one network together)", flush=True)
-    failed = skipped = done = 0
+    failed = skipped = done = stopped = 0
     ctx = multiprocessing.get_context("spawn")  # no CUDA state forked into the workers
-    with ctx.Pool(workers) as pool:
+    stop, signum = ctx.Event(), ctx.Value("i", 0)
+    with ctx.Pool(workers, initializer=_worker_start, initargs=(stop, signum)) as pool:
         work = [(g, plan.params_file, plan.profile, device, deadline) for g in grouped]
-        for i, (group, rc, seconds) in enumerate(pool.imap_unordered(_work, work), 1):
+        results, i = pool.imap_unordered(_work, work), 0
+        while True:
+            try:
+                group, rc, seconds = next(results)
+            except StopIteration:
+                break
+            except Interrupted as err:
+                if stop.is_set():  # a second signal: now, at the cost of the epochs under way
+                    for worker in multiprocessing.active_children():
+                        worker.kill()
+                    raise
+                signum.value = err.signum
+                stop.set()
+                print(f"mgdm jobs: {signal.Signals(err.signum).name}: each running group keeps its states at its "
+                      "next epoch's end and stops, no other starts (again to stop at once)", flush=True)
+                continue
+            i += 1
             if rc is None:
                 skipped += len(group)
                 continue
-            failed += len(group) if rc else 0
-            done += 0 if rc else len(group)
+            # a stopped group's runs that finished before the stop are whole (their metrics JSON written last)
+            finished = len(group) if rc == 0 else sum(Path(plan.metrics_path(st, **w)).exists() for st, w in group)
+            failed += len(group) - finished if rc and rc < 128 else 0
+            stopped += len(group) - finished if rc and rc >= 128 else 0
+            done += finished
             w = group[0][1]
-            print(f"mgdm jobs: [{i}/{len(grouped)}] {'done' if rc == 0 else 'FAILED'} in {seconds:.1f} s: "
-                  f"{w['dataset']} {w['network']}, {len(group)} runs", flush=True)
-    print(f"mgdm jobs: {done} done, {failed} failed, {skipped} not started (deadline)", flush=True)
+            said = "done" if rc == 0 else "stopped" if rc >= 128 else "FAILED"
+            print(f"mgdm jobs: [{i}/{len(grouped)}] {said} in {seconds:.1f} s: {w['dataset']} {w['network']}, "
+                  f"{len(group)} runs", flush=True)
+    kept = f"{stopped} stopped (the run under way in each group kept its state), " if stop.is_set() else ""
+    print(f"mgdm jobs: {done} done, {failed} failed, {kept}{skipped} not started "
+          f"({'stopped' if stop.is_set() else 'deadline'})", flush=True)
+    if stop.is_set():
+        raise Interrupted(signum.value)  # the command ends as a signal ends it: 128 + its number
     return failed
 
 
