@@ -15,6 +15,7 @@ import multiprocessing
 import signal
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 from mgdm.analysis.tables import downstream_job
@@ -89,6 +90,15 @@ def _work(job: tuple[list[tuple[str, dict]], str, str, str | None, float]) -> tu
     return group, rc, time.time() - start
 
 
+def _outcome(plan: Plan, group: list[tuple[str, dict]], rc: int | None) -> dict[str, int]:
+    """How many of a group's jobs are done, failed, stopped or not started, from its exit code: a failed or
+    stopped group's runs that finished first are whole (each writes its metrics JSON last)."""
+    if rc is None:
+        return {"not started": len(group)}
+    done = len(group) if rc == 0 else sum(Path(plan.metrics_path(stage, **w)).exists() for stage, w in group)
+    return {"done": done, "stopped" if rc >= 128 else "failed": len(group) - done}
+
+
 def run(plan: Plan, workers: int, deadline_s: float | None = None, networks: list[str] | None = None,
         seeds: list[int] | None = None, device: str | None = None) -> int:
     """Run the unfinished downstream jobs (of `networks` and `seeds`, default all) on `workers` processes,
@@ -101,46 +111,41 @@ def run(plan: Plan, workers: int, deadline_s: float | None = None, networks: lis
     deadline = time.time() + (deadline_s if deadline_s is not None else float("inf"))
     print(f"mgdm jobs: {len(todo)} jobs to run on {workers} workers, in {len(grouped)} groups (one process "
           "trains a dataset's runs of one network together)", flush=True)
-    failed = skipped = done = stopped = 0
+    tally = Counter()
     ctx = multiprocessing.get_context("spawn")  # no CUDA state forked into the workers
     stop, signum = ctx.Event(), ctx.Value("i", 0)
     with ctx.Pool(workers, initializer=_worker_start, initargs=(stop, signum)) as pool:
         work = [(g, plan.params_file, plan.profile, device, deadline) for g in grouped]
         results, i = pool.imap_unordered(_work, work), 0
-        while True:
-            try:
-                group, rc, seconds = next(results)
-            except StopIteration:
-                break
-            except Interrupted as err:
-                if stop.is_set():  # a second signal: now, at the cost of the epochs under way
-                    for worker in multiprocessing.active_children():
-                        worker.kill()
-                    raise
-                signum.value = err.signum
-                stop.set()
-                print(f"mgdm jobs: {signal.Signals(err.signum).name}: each running group keeps its states at its "
-                      "next epoch's end and stops, no other starts (again to stop at once)", flush=True)
-                continue
-            i += 1
-            if rc is None:
-                skipped += len(group)
-                continue
-            # a stopped group's runs that finished before the stop are whole (their metrics JSON written last)
-            finished = len(group) if rc == 0 else sum(Path(plan.metrics_path(st, **w)).exists() for st, w in group)
-            failed += len(group) - finished if rc and rc < 128 else 0
-            stopped += len(group) - finished if rc and rc >= 128 else 0
-            done += finished
-            w = group[0][1]
-            said = "done" if rc == 0 else "stopped" if rc >= 128 else "FAILED"
-            print(f"mgdm jobs: [{i}/{len(grouped)}] {said} in {seconds:.1f} s: {w['dataset']} {w['network']}, "
-                  f"{len(group)} runs", flush=True)
-    kept = f"{stopped} stopped (the run under way in each group kept its state), " if stop.is_set() else ""
-    print(f"mgdm jobs: {done} done, {failed} failed, {kept}{skipped} not started "
+        try:
+            while True:
+                try:
+                    group, rc, seconds = next(results)
+                    i += 1
+                    tally.update(_outcome(plan, group, rc))
+                    if rc is not None:
+                        w, said = group[0][1], "done" if rc == 0 else "stopped" if rc >= 128 else "FAILED"
+                        print(f"mgdm jobs: [{i}/{len(grouped)}] {said} in {seconds:.1f} s: {w['dataset']} "
+                              f"{w['network']}, {len(group)} runs", flush=True)
+                except StopIteration:
+                    break
+                except Interrupted as err:
+                    if stop.is_set():
+                        raise  # a second signal: now, at the cost of the epochs under way
+                    signum.value = err.signum
+                    stop.set()
+                    print(f"mgdm jobs: {signal.Signals(err.signum).name}: each running group keeps its states at "
+                          "its next epoch's end and stops, no other starts (again to stop at once)", flush=True)
+        except BaseException:
+            for worker in multiprocessing.active_children():  # they ignore the SIGTERM that terminate() sends
+                worker.kill()
+            raise
+    kept = f"{tally['stopped']} stopped (the run under way in each group kept its state), " if stop.is_set() else ""
+    print(f"mgdm jobs: {tally['done']} done, {tally['failed']} failed, {kept}{tally['not started']} not started "
           f"({'stopped' if stop.is_set() else 'deadline'})", flush=True)
     if stop.is_set():
         raise Interrupted(signum.value)  # the command ends as a signal ends it: 128 + its number
-    return failed
+    return tally["failed"]
 
 
 def main(a) -> int:
