@@ -140,6 +140,8 @@ def run(plan: Plan, workers: int, deadline_s: float | None = None, networks: lis
             for worker in multiprocessing.active_children():  # they ignore the SIGTERM that terminate() sends
                 worker.kill()
             raise
+        pool.close()  # the workers end on the pool's "no more work", not on the SIGTERM they ignore
+        pool.join()
     kept = f"{tally['stopped']} stopped (the run under way in each group kept its state), " if stop.is_set() else ""
     print(f"mgdm jobs: {tally['done']} done, {tally['failed']} failed, {kept}{tally['not started']} not started "
           f"({'stopped' if stop.is_set() else 'deadline'})", flush=True)
