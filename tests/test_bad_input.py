@@ -276,13 +276,11 @@ def test_a_profile_made_for_a_card_is_refused_on_a_machine_without_one_by_the_jo
         assert ("not found" in err or "no run records" in err) and "device" not in err, err
 
 
-@pytest.fixture
-def http_server():
-    """A local HTTP server answering every GET with the status `codes[path]` (404 for any other path)."""
+def serve(codes: dict, tls=None):
+    """A local HTTP(S) server answering every GET with the status `codes[path]` (404 for any other path);
+    returns (its URL, the server)."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    codes = {}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -293,8 +291,17 @@ def http_server():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", codes
+    return f"{'https' if tls else 'http'}://127.0.0.1:{server.server_port}", server
+
+
+@pytest.fixture
+def http_server():
+    codes = {}
+    url, server = serve(codes)
+    yield url, codes
     server.shutdown()
     server.server_close()
 
@@ -330,3 +337,37 @@ def test_a_tracking_server_that_is_not_there_is_refused_before_work_starts(http_
                                     r"answers \(.*Connection refused\); start one there, or run without logging "
                                     r"\(--no-mlflow, or MGDM_NO_MLFLOW=1\)", err), err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_tracking_server_on_tls_is_asked_with_the_tls_settings_mlflow_honours(tmp_path, monkeypatch):
+    """A self-signed server is refused as MLflow's client would refuse it, and accepted where MLflow is told to
+    accept it (MLFLOW_TRACKING_SERVER_CERT_PATH, MLFLOW_TRACKING_INSECURE_TLS)."""
+    import shutil
+    import ssl
+    import subprocess
+
+    from mgdm.config import ConfigError
+    from mgdm.workflow.tracking import check_server
+
+    if not shutil.which("openssl"):
+        pytest.skip("needs the openssl command to make a self-signed certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    url, server = serve({"/health": 200}, tls)
+    try:
+        for name in ("MLFLOW_TRACKING_SERVER_CERT_PATH", "MLFLOW_TRACKING_INSECURE_TLS"):
+            monkeypatch.delenv(name, raising=False)
+        with pytest.raises(ConfigError, match="no MLflow server answers .*certificate verify failed"):
+            check_server(url)
+        monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(cert))
+        check_server(url)
+        monkeypatch.delenv("MLFLOW_TRACKING_SERVER_CERT_PATH")
+        monkeypatch.setenv("MLFLOW_TRACKING_INSECURE_TLS", "true")
+        check_server(url)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -32,13 +32,19 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
     about 4 minutes, then fails the job whose work was done (its outputs removed with it)."""
     if not uri.startswith(("http://", "https://")):
         return
+    import ssl
     import urllib.error
     import urllib.request
 
     from mgdm.config import ConfigError
 
+    # the TLS settings MLflow's client honours: a self-signed server it accepts is accepted here too
+    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+        context = ssl._create_unverified_context()
+    else:
+        context = ssl.create_default_context(cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH"))
     try:
-        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()  # an MLflow server: 200 OK
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout, context=context).close()  # 200 OK
         return
     except urllib.error.HTTPError as err:
         if err.code != 404:
