@@ -43,7 +43,8 @@ def distinct(v: list) -> list:
     return v
 
 
-Distinct = AfterValidator(distinct)
+Names = Annotated[list[str], AfterValidator(distinct)]  # a list of names that refuses a repeat
+Numbers = Annotated[list[int], AfterValidator(distinct)]
 
 
 class ConfigError(ValueError):
@@ -168,9 +169,9 @@ class SamplingConfig(Strict):
     # names the stages it templates from these lists
     scales: dict[str, list[int | float] | None] = Field(
         description="guidance -> scale grid; 0 means no guidance; null turns off a guidance the defaults sample")
-    sized_sets: Annotated[list[str], Distinct] = Field(default_factory=list, description="sets sized by the real training split, "
-                                  "beside the scale grid's: 'entropy-s2-x3' has 3x as many images as the training "
-                                  "split (class mix as `class_counts`); for the synthetic-quantity axis")
+    sized_sets: Names = Field(default_factory=list, description="sets sized by the real training split, "
+                              "beside the scale grid's: 'entropy-s2-x3' has 3x as many images as the training "
+                              "split (class mix as `class_counts`); for the synthetic-quantity axis")
     redraws: list[int] = Field(default_factory=list, description="further draws of every set of the scale grid: "
                                "draw k ('entropy-s2-d1') starts from the noise of sampling seed + k, so the draw "
                                "of a 200-image set becomes a factor the study can measure (draw 0 is the set itself)")
@@ -208,10 +209,10 @@ class SamplingConfig(Strict):
 
 
 class DownstreamConfig(ClassifierTraining):
-    networks: Annotated[list[str], Distinct] = Field(min_length=1)
-    seeds: Annotated[list[int], Distinct] = Field(min_length=1)
-    sets: Annotated[list[str], Distinct] = Field(default_factory=list, description="synthetic sets to train on (names like "
-                            "'entropy-s2'); empty: every set the profile samples")
+    networks: Names = Field(min_length=1)
+    seeds: Numbers = Field(min_length=1)
+    sets: Names = Field(default_factory=list, description="synthetic sets to train on (names like "
+                        "'entropy-s2'); empty: every set the profile samples")
     grouped: bool = Field(False, description="Snakemake, DVC and SLURM run one job per network (stage "
                           "train_group: its runs, seeds x sets, trained in one process) instead of one per run; "
                           "a run whose inputs did not change is restored from the group's run cache, not retrained")
@@ -220,7 +221,7 @@ class DownstreamConfig(ClassifierTraining):
 
 
 class FidelityConfig(Strict):
-    feature_extractors: Annotated[list[Literal["domain", "inception"]], Distinct] = Field(min_length=1)
+    feature_extractors: Annotated[list[Literal["domain", "inception"]], AfterValidator(distinct)] = Field(min_length=1)
     inception_weights: str | None = Field(
         None, description="local torch-fidelity Inception weights (pt-inception-2015-12-05); needed for 'inception'")
     kid_subset_size: int = Field(gt=1)
@@ -255,7 +256,7 @@ class ZooConfig(Strict):
 
     epochs: int = Field(4, gt=0, description="training epochs per network (downstream optimiser and batch size)")
     seed: int = 0
-    networks: Annotated[list[str], Distinct] = Field(default_factory=list, description="networks to survey; empty: the whole zoo")
+    networks: Names = Field(default_factory=list, description="networks to survey; empty: the whole zoo")
 
     _known = field_validator("networks")(known_networks)
 
@@ -264,10 +265,9 @@ class TrainingLengthConfig(Strict):
     """`mgdm training-length`: downstream training on real data at several lengths (not in the DAG), to find
     where validation AUC stops improving. The schedule is one-cycle over the run, so each length is its own run."""
 
-    epochs: Annotated[list[int], Distinct] = Field(default_factory=lambda: [4, 8, 16, 32], min_length=2,
-                                                   description="lengths to train")
-    seeds: Annotated[list[int], Distinct] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
-    networks: Annotated[list[str], Distinct] = Field(default_factory=list, description="networks; empty: downstream.networks")
+    epochs: Numbers = Field(default_factory=lambda: [4, 8, 16, 32], min_length=2, description="lengths to train")
+    seeds: Numbers = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    networks: Names = Field(default_factory=list, description="networks; empty: downstream.networks")
     tolerance: float = Field(0.01, gt=0, description="a longer length that raises mean best validation AUC by "
                              "no more than this has stopped improving")
 
@@ -321,7 +321,7 @@ class Profile(Strict):
     name: str
     generator: str | None = Field(None, description="another profile whose generator (data, DDPM, guidance "
                                   "and reference nets, synthetic sets, fidelity, analysis) this one reuses")
-    datasets: Annotated[list[str], Distinct] = Field(min_length=1)
+    datasets: Names = Field(min_length=1)
     device: str = "cpu"
     ddpm: DDPMConfig
     guidance_net: GuidanceNetConfig
@@ -520,12 +520,13 @@ def resolve(raw: dict, profile: str | None = None, source: str = "params.yaml") 
     # takes 3 levels (28, 14, 7), not 4 (7 -> 4 -> 8 breaks the skip connection)
     for where, unet in unets.items():
         levels = len(unet.channels)
+        factor = 2 ** (levels - 1)
         for d in prof.datasets:
             size = params.datasets[d].image_size
-            if size % 2 ** (levels - 1):
+            if size % factor:
                 raise ConfigError(f"{source} (profile {name!r}): {where}.channels has {levels} levels, so image_size "
-                                  f"must be a multiple of {2 ** (levels - 1)}; dataset {d!r} is {size} px (use "
-                                  f"{levels - 1} levels, or images whose size {2 ** (levels - 1)} divides)")
+                                  f"must be a multiple of {factor}; dataset {d!r} is {size} px (use {levels - 1} "
+                                  f"levels, or images whose size {factor} divides)")
     config = Config(params, prof, source)
     unknown = [s for s in prof.downstream.sets if s not in config.sample_sets()]
     if unknown:

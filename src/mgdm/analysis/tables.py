@@ -138,9 +138,9 @@ def read_runs(path: str | Path) -> pd.DataFrame:
         raise FileError(f"{path}: columns {missing} missing; not mgdm run records")
     twice = runs[runs.duplicated(list(RUN_KEY), keep=False)]
     if len(twice):  # records merged or edited by hand: each pair would be counted twice
-        r = twice.iloc[0]
-        raise FileError(f"{path}: {len(twice)} rows record {len(twice) - twice.duplicated(list(RUN_KEY)).sum()} "
-                        f"runs more than once (e.g. {r['network']} on {r['set']}, seed {r['seed']}); one row per run")
+        r, n_runs = twice.iloc[0], len(twice.drop_duplicates(list(RUN_KEY)))
+        raise FileError(f"{path}: {len(twice)} rows record {n_runs} runs more than once (e.g. {r['network']} on "
+                        f"{r['set']}, seed {r['seed']}); one row per run")
     return runs.rename(columns={"set": "train set"})
 
 

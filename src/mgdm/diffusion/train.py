@@ -103,8 +103,8 @@ def train_ddpm(dataset: Dataset, cfg: DDPMConfig, out_path: str | Path, seed: in
             opt.step()
             lr_sched.step()
             ema_update(ema, unet, cfg.ema_decay, step)
-            losses.add(step, loss, step + 1 == cfg.steps, bar)
             last = step + 1 == cfg.steps
+            losses.add(step, loss, last, bar)
             if probe is not None and ((cfg.probe_every and (step + 1) % cfg.probe_every == 0) or last):
                 for k, v in probe(ema, model_config, norm).items():
                     probes.setdefault(k, []).append((step + 1, v))
