@@ -10,7 +10,7 @@ from mgdm.data.synthetic import load_synthetic
 from mgdm.config import DDPMConfig
 from mgdm.data.splits import DataError
 from mgdm.diffusion import train as ddpm_train
-from mgdm.files import save_training_state, write_npz
+from mgdm.files import read_training_info, save_training_state, write_npz
 
 from conftest import discs_dataset
 
@@ -31,7 +31,7 @@ RECIPE = dict(normalization="standardize", prediction_type="v_prediction", snr_g
 @pytest.mark.parametrize("recipe", [{}, RECIPE], ids=["first-recipe", "v-minsnr-ztsnr-warmup-cosine-flip"])
 def test_resumed_ddpm_training_equals_an_unbroken_run(discs, tmp_path, recipe, monkeypatch):
     cfg = {**CFG, **recipe}
-    ddpm_train.train_ddpm(discs, DDPMConfig(**cfg), tmp_path / "a" / "model.safetensors", progress=False)
+    unbroken = ddpm_train.train_ddpm(discs, DDPMConfig(**cfg), tmp_path / "a" / "model.safetensors", progress=False)
 
     def killed_after_first_checkpoint(*args, **kwargs):
         save_training_state(*args, **kwargs)
@@ -47,6 +47,29 @@ def test_resumed_ddpm_training_equals_an_unbroken_run(discs, tmp_path, recipe, m
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the loss window (10 steps) was open at the kill: its first 3 losses ride in the state, so the curve and
+    # final loss are the unbroken run's (without them the resumed run averaged steps 4-6 alone)
+    assert result["history"] == unbroken["history"]
+    assert result["metrics"]["final_loss"] == unbroken["metrics"]["final_loss"]
+
+
+def test_a_run_killed_after_its_last_state_reports_the_unbroken_loss_curve(discs, tmp_path, monkeypatch):
+    """Killed after the final step's state but before the model was written: the rerun trains no step, and its
+    final loss, curve and training time come from the state (they were NaN, [] and the rerun's few ms)."""
+    unbroken = ddpm_train.train_ddpm(discs, DDPMConfig(**CFG), tmp_path / "a" / "model.safetensors", progress=False)
+
+    def killed_before_the_model(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ddpm_train, "save_model", killed_before_the_model)
+    with pytest.raises(KeyboardInterrupt):
+        ddpm_train.train_ddpm(discs, DDPMConfig(**CFG), tmp_path / "b" / "model.safetensors", progress=False)
+    monkeypatch.undo()
+    result = ddpm_train.train_ddpm(discs, DDPMConfig(**CFG), tmp_path / "b" / "model.safetensors", progress=False)
+    assert result["metrics"]["resumed_from"] == CFG["steps"]
+    assert result["history"] == unbroken["history"] and len(result["history"]["loss"]) == 1
+    assert result["metrics"]["final_loss"] == unbroken["metrics"]["final_loss"]
+    assert result["metrics"]["train_s"] >= read_training_info(tmp_path / "b" / "resume.safetensors")["train_s"] > 0
 
 
 def test_a_kill_between_a_state_and_its_json_copy_resumes_from_the_state(discs, tmp_path, monkeypatch):
@@ -55,7 +78,6 @@ def test_a_kill_between_a_state_and_its_json_copy_resumes_from_the_state(discs, 
     an unbroken run ends. (Read from the JSON, it resumed the step-4 weights at step 2, as the suite's random
     kill of train-guidance-net once found.)"""
     from mgdm.config import GuidanceNetConfig
-    from mgdm.files import read_training_info
     from mgdm.guidance import train as guidance_train
 
     cfg = GuidanceNetConfig(width=8, steps=6, batch_size=8, lr=1e-3, checkpoint_every=2, dropout=0.1)
@@ -83,8 +105,9 @@ def test_a_kill_between_a_state_and_its_json_copy_resumes_from_the_state(discs, 
     resumed = guidance_train.train_guidance_net(discs, cfg, ddpm, tmp_path / "b" / "model.safetensors",
                                                 progress=False)
     assert resumed["metrics"]["resumed_from"] == 4
-    keys = [k for k in unbroken["metrics"] if k.startswith("val_acc")]
+    keys = [k for k in unbroken["metrics"] if k.startswith("val_acc")] + ["final_loss"]
     assert [resumed["metrics"][k] for k in keys] == [unbroken["metrics"][k] for k in keys]
+    assert resumed["history"] == unbroken["history"]
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -160,7 +183,6 @@ def test_a_signal_stops_ddpm_training_at_a_loss_windows_end_with_the_state_kept(
     resumes there and ends with the unbroken run's model and final loss."""
     import signal
 
-    from mgdm.files import read_training_info
     from mgdm.interrupts import Interrupted, interruptible
 
     cfg = DDPMConfig(**{**CFG, "steps": 30, "checkpoint_every": 30})

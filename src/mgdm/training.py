@@ -37,8 +37,12 @@ class LossHistory:
     """The mean loss of every `every` steps: for the progress bar and MLflow's training curves. Losses are
     kept as device tensors (in float64, the host's arithmetic) and read once a window, not once a step."""
 
-    def __init__(self, every: int = 10):
-        self.every, self.points, self._window = every, [], []
+    def __init__(self, every: int = 10, state: dict | None = None):
+        """`state`: what `state()` returned at a resume state, so a resumed run keeps the unbroken run's curve."""
+        state = state or {}
+        self.every = every
+        self.points = [(int(s), float(v)) for s, v in state.get("points", [])]
+        self._window = [float(v) for v in state.get("window", [])]  # float64 either way: the same sums
 
     def add(self, step: int, loss: torch.Tensor, last: bool, bar=None) -> None:
         self._window.append(loss.detach().double())
@@ -51,6 +55,10 @@ class LossHistory:
     def at_window_end(self, step: int) -> bool:
         """Whether `step` closes a window: a run resumed from here averages the same windows as an unbroken one."""
         return (step + 1) % self.every == 0
+
+    def state(self) -> dict:
+        """The closed windows and the open one's losses as host numbers (read when a resume state is written)."""
+        return {"points": self.points, "window": [float(v) for v in self._window]}
 
     @property
     def final(self) -> float:

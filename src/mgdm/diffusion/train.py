@@ -68,10 +68,10 @@ def train_ddpm(dataset: Dataset, cfg: DDPMConfig, out_path: str | Path, seed: in
     meta = {"config": cfg.model_dump(exclude={"steps", "checkpoint_every", "probe_every"}), "seed": seed,
             "dataset": dataset.name}
     start = load_training_state(resume_path, {"unet": unet, "ema": ema}, opt, meta)
-    probes: dict[str, list] = {}
+    info = read_training_info(resume_path) if start else {}
+    probes: dict[str, list] = info.get("probes", {})
     if start:
         print(f"resuming from {resume_path} at step {start}")
-        probes = read_training_info(resume_path).get("probes", {})
         with warnings.catch_warnings():  # the schedule is a function of the step: fast-forward it
             warnings.simplefilter("ignore")
             for _ in range(start):
@@ -79,7 +79,8 @@ def train_ddpm(dataset: Dataset, cfg: DDPMConfig, out_path: str | Path, seed: in
     model_config = {"kind": "ddpm", "unet": net_cfg, "scheduler": sched_cfg, "normalization": norm.to_dict(),
                     "num_classes": dataset.num_classes, "null_label": dataset.num_classes, "dataset": dataset.name}
     null = dataset.num_classes
-    losses, t0 = LossHistory(), time.time()
+    # a resumed run reports the unbroken run's loss curve and its training time so far plus this run's
+    losses, t0 = LossHistory(state=info.get("losses")), time.time() - info.get("train_s", 0.0)
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train_ddpm", disable=not progress)
     weights = draw_weights(labels, cfg.class_balanced)
     with stop_at_boundary():  # Ctrl-C or SIGTERM: the state at the next loss window's end is kept, then stop
@@ -112,7 +113,8 @@ def train_ddpm(dataset: Dataset, cfg: DDPMConfig, out_path: str | Path, seed: in
                                 fid=f"{probes.get('probe_fid', [(0, float('nan'))])[-1][1]:.1f}")
             stopping = losses.at_window_end(step) and not last and stop_requested()
             if (step + 1) % cfg.checkpoint_every == 0 or last or stopping:
-                save_training_state(resume_path, step + 1, {"unet": unet, "ema": ema}, opt, meta, {"probes": probes})
+                save_training_state(resume_path, step + 1, {"unet": unet, "ema": ema}, opt, meta,
+                                    {"probes": probes, "losses": losses.state(), "train_s": time.time() - t0})
             if stopping:
                 stop(f"step {step + 1} of {cfg.steps}")
     save_model(out_path, ema, model_config)

@@ -13,7 +13,8 @@ from mgdm.config import DDPMConfig, GuidanceNetConfig
 from mgdm.data.normalization import encode_split
 from mgdm.data.splits import Dataset
 from mgdm.diffusion.unet import scheduler_config, train_scheduler
-from mgdm.files import load_model_config, load_training_state, load_weights, save_model, save_training_state
+from mgdm.files import (load_model_config, load_training_state, load_weights, read_training_info, save_model,
+                        save_training_state)
 from mgdm.guidance.noisy_classifier import NoisyClassifier
 from mgdm.interrupts import stop, stop_at_boundary, stop_requested
 from mgdm.training import LossHistory, batch_generator, draw_indices, draw_weights
@@ -54,7 +55,8 @@ def train_guidance_net(dataset: Dataset, cfg: GuidanceNetConfig, ddpm_cfg: DDPMC
     meta = {"config": cfg.model_dump(exclude={"steps", "checkpoint_every"}), "scheduler": sched_cfg, "seed": seed,
             "dataset": dataset.name}
     start = load_training_state(resume_path, {"net": net}, opt, meta)
-    losses, t0 = LossHistory(), time.time()
+    info = read_training_info(resume_path) if start else {}  # the loss curve and training time so far
+    losses, t0 = LossHistory(state=info.get("losses")), time.time() - info.get("train_s", 0.0)
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train_guidance_net",
                disable=not progress)
     weights = draw_weights(labels, cfg.class_balanced)
@@ -74,7 +76,8 @@ def train_guidance_net(dataset: Dataset, cfg: GuidanceNetConfig, ddpm_cfg: DDPMC
             losses.add(step, loss, last, bar)
             stopping = losses.at_window_end(step) and not last and stop_requested()
             if (step + 1) % cfg.checkpoint_every == 0 or last or stopping:
-                save_training_state(resume_path, step + 1, {"net": net}, opt, meta)
+                save_training_state(resume_path, step + 1, {"net": net}, opt, meta,
+                                    {"losses": losses.state(), "train_s": time.time() - t0})
             if stopping:
                 stop(f"step {step + 1} of {cfg.steps}")
     net.eval()
