@@ -2,11 +2,12 @@
 # workflow/rules/stages.smk holds one rule per stage, written from it by `mgdm smk`.
 #   snakemake --cores 2                          (the `profile` named in params.yaml: cpu)
 #   snakemake --cores 2 --config profile=smoke   (another profile)
+#   snakemake --cores 2 --configfile mine.yaml --replace-workflow-config   (another params file, read by every job)
 import os
 
 from snakemake.utils import validate
 
-from mgdm.config import resolve
+from mgdm.config import check_jobs_read, jobs_params_file, resolve
 from mgdm.workflow.estimate import group_priority
 from mgdm.workflow.plan import Plan
 from mgdm.workflow.tracking import DEFAULT_URI, end_pipeline, git_commit, start_pipeline
@@ -18,8 +19,12 @@ configfile: "params.yaml"
 report: "workflow/report/workflow.rst"
 
 
-# resolve() first: its message names the field in one line, where a schema error prints the whole schema
-PLAN = Plan(resolve(config, config.get("profile")))
+# Every job reads one params file: the last --configfile (a whole params file), else params.yaml; the DAG is
+# planned from the same values. resolve() before validate(): its message names the field in one line, where a
+# schema error prints the whole schema.
+PARAMS_FILE = jobs_params_file(workflow.overwrite_configfiles)
+PLAN = Plan(resolve(config, config.get("profile"), PARAMS_FILE), PARAMS_FILE)
+check_jobs_read(config, PARAMS_FILE)
 validate(config, "workflow/schemas/params.schema.json")  # the file's shape, for the tools that read the schema
 PARAMS, PROFILE, ROOT, P = PLAN.params_file, PLAN.profile, PLAN.root, PLAN.values
 GEN_PROFILE, GEN, G = PLAN.generator.profile, PLAN.generator.root, PLAN.generator.values

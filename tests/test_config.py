@@ -2,6 +2,7 @@
 
 import copy
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -91,6 +92,32 @@ def test_a_profile_turns_off_a_guidance_the_defaults_sample_with_null():
 def test_unknown_profile_lists_the_known_ones():
     with pytest.raises(ConfigError, match="unknown profile 'gpu'.*smoke"):
         resolve(RAW, "gpu")
+
+
+def test_first_difference_names_the_first_key_path_where_two_documents_part():
+    from mgdm.config import first_difference
+
+    a = {"b": 1, "a": {"x": [1, 2], "y": 2}}
+    assert first_difference(a, copy.deepcopy(a)) is None
+    assert first_difference(a, {"b": 1, "a": {"x": [1, 2], "y": 3}}) == "a.y"
+    assert first_difference(a, {"b": 1, "a": {"x": [2, 1], "y": 2}}) == "a.x"  # a list is a value: order counts
+    assert first_difference(a, {"b": 1, "a": {"x": [1, 2]}}) == "a.y"  # a key one side lacks
+    assert first_difference(a, {"b": 1, "a": 5}) == "a" and first_difference(1, 2) == "the top level"
+
+
+def test_snakemake_values_the_jobs_would_not_read_are_refused(tmp_path):
+    """Snakemake merges --configfile and --config over params.yaml, but each job reads one file: the planned
+    values must be that file's (the profile comes on the job's command line)."""
+    from mgdm.config import check_jobs_read, jobs_params_file
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(RAW))
+    check_jobs_read({**copy.deepcopy(RAW), "profile": "smoke"}, path)  # --config profile=smoke: passed on
+    with pytest.raises(ConfigError, match=r"params\.yaml: every job reads this file, .* differs from it at data_dir: "):
+        check_jobs_read({**copy.deepcopy(RAW), "data_dir": "/elsewhere"}, path)  # --config data_dir=/elsewhere
+    assert jobs_params_file([]) == "params.yaml"
+    assert jobs_params_file([Path.cwd() / "mine.yaml"]) == "mine.yaml"
+    assert jobs_params_file([Path("/elsewhere/mine.yaml")]) == "/elsewhere/mine.yaml"
 
 
 def test_missing_file_is_named(tmp_path):

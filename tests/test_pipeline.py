@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 import shutil
 from pathlib import Path
 
@@ -322,3 +323,21 @@ def test_snakemake_lint_is_clean_and_the_config_is_validated_against_the_schema(
     said = (bad.stdout + bad.stderr).splitlines()
     # the field and the problem in a few lines, not the JSON schema (hundreds of lines) that validate() prints
     assert bad.returncode != 0 and "  data_dir: Input should be a valid string" in said and len(said) < 12, said
+
+
+def test_the_jobs_read_the_params_file_the_dag_was_planned_from(tmp_workflow):
+    """`--configfile` names the params file every job reads; a merge the jobs would not see is refused."""
+    raw = yaml.safe_load((tmp_workflow / "params.yaml").read_text())
+    raw["profiles"]["smoke"]["downstream"]["epochs"] = 5
+    del raw["profiles"]["study"]  # a whole file of its own: Snakemake would merge params.yaml's study back in
+    (tmp_workflow / "mine.yaml").write_text(yaml.safe_dump(raw))
+    ok = run(["snakemake", "-n", "-p", "--configfile", "mine.yaml", "--replace-workflow-config", "--config",
+              "profile=smoke"], tmp_workflow)
+    commands = [line for line in (ok.stdout + ok.stderr).splitlines() if "mgdm " in line]
+    assert commands and all(" --params mine.yaml --profile smoke " in c for c in commands), commands
+    (tmp_workflow / "part.yaml").write_text(yaml.safe_dump({"profiles": {"smoke": {"downstream": {"epochs": 5}}}}))
+    for args, where in ((["part.yaml"], "part.yaml: .* differs from it at data_dir:"),
+                        (["mine.yaml"], "mine.yaml: .* differs from it at profiles.study:")):
+        bad = run(["snakemake", "-n", "--configfile", *args, "--config", "profile=smoke"], tmp_workflow, check=False)
+        said = (bad.stdout + bad.stderr).splitlines()
+        assert bad.returncode != 0 and any(re.search(where, line) for line in said) and len(said) < 12, said

@@ -535,8 +535,8 @@ def resolve(raw: dict, profile: str | None = None, source: str = "params.yaml") 
     return config
 
 
-def load(path: str | Path = "params.yaml", profile: str | None = None) -> Config:
-    """Return the validated Config read from `path`."""
+def read_params(path: str | Path) -> dict:
+    """The params file parsed, not yet validated."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -546,4 +546,42 @@ def load(path: str | Path = "params.yaml", profile: str | None = None) -> Config
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return resolve(raw, profile, str(path))
+    return raw
+
+
+def load(path: str | Path = "params.yaml", profile: str | None = None) -> Config:
+    """Return the validated Config read from `path`."""
+    return resolve(read_params(path), profile, str(path))
+
+
+def first_difference(a, b, where: str = "") -> str | None:
+    """The first dotted key path at which two parsed documents differ; None where they are equal."""
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return None if a == b else where or "the top level"
+    for key in sorted(a.keys() | b.keys(), key=str):
+        path = f"{where}.{key}" if where else str(key)
+        found = path if key not in a or key not in b else first_difference(a[key], b[key], path)
+        if found:
+            return found
+    return None
+
+
+def check_jobs_read(config: dict, path: str | Path) -> None:
+    """Snakemake plans the DAG from its merged config, and every job reads `path` (its profile comes on the
+    command line). Refuse the values the jobs would not see: a --configfile that is not a whole params file
+    (Snakemake merges it over params.yaml) or a --config key other than `profile`."""
+    planned, read = ({k: v for k, v in d.items() if k != "profile"} for d in (config, read_params(path)))
+    where = first_difference(planned, read)
+    if where:
+        raise ConfigError(f"{path}: every job reads this file, but the config Snakemake planned from differs from it "
+                          f"at {where}: give a whole params file (--configfile FILE --replace-workflow-config) and "
+                          "set only profile with --config")
+
+
+def jobs_params_file(configfiles) -> str:
+    """The params file every job of a Snakemake run reads: the last --configfile (relative where it lies in the
+    working directory), else params.yaml."""
+    if not configfiles:
+        return "params.yaml"
+    rel = os.path.relpath(configfiles[-1])
+    return str(configfiles[-1]) if rel.startswith("..") else rel
