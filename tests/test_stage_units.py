@@ -190,3 +190,41 @@ def test_a_further_draw_is_the_set_the_next_sampling_seed_gives_and_pairs_its_se
     # sets of one draw share their starting noise: none-d1 is much closer to entropy-s2-d1 than to entropy-s2
     none = images("none-d1", 0)
     assert np.abs(none - drawn).mean() < 0.5 * np.abs(none - itself).mean()
+
+
+def test_a_signal_stops_sampling_after_the_batch_under_way_and_the_rerun_ends_the_set(smoke_dag, tmp_path,
+                                                                                       monkeypatch):
+    """SIGTERM during batch 2 of 3: the batch is finished and kept as a shard, then the job stops (before, the
+    batch under way was lost); the rerun draws batch 3 alone and writes the unbroken set, bit for bit."""
+    import signal
+
+    from mgdm.interrupts import Interrupted, interruptible
+    from mgdm.stages import sample as stage
+
+    d = smoke_dag[0] / "results/smoke/discs"
+    cfg = SamplingConfig(ddim_steps=3, per_class=3, batch_size=3, scales={"entropy": [2]})  # 9 images: 3 batches
+
+    def sample(name):
+        out = tmp_path / f"{name}.npz"
+        metrics = stage.run(d / "ddpm/model.safetensors", d / "guidance_net/model.safetensors", "entropy-s2", cfg,
+                            [1, 1, 1], out, out.with_suffix(".png"), progress=False)["metrics"]
+        with np.load(out) as f:
+            return metrics, {k: f[k] for k in f.files}
+
+    unbroken = sample("a")[1]
+    batch, calls = stage.sample_batch, []
+
+    def signalled(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            signal.raise_signal(signal.SIGTERM)
+        return batch(*args)
+
+    monkeypatch.setattr(stage, "sample_batch", signalled)
+    with pytest.raises(Interrupted) as stopped, interruptible():
+        sample("b")
+    assert (stopped.value.signum, stopped.value.where) == (signal.SIGTERM, "batch 2 of 3") and len(calls) == 2
+    assert sorted(p.name for p in (tmp_path / ".b.shards").glob("batch*")) == ["batch00000.npz", "batch00001.npz"]
+    metrics, resumed = sample("b")
+    assert metrics["resumed_batches"] == 2 and len(calls) == 3
+    assert resumed.keys() == unbroken.keys() and all(np.array_equal(resumed[k], unbroken[k]) for k in unbroken)

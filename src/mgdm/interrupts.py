@@ -1,9 +1,9 @@
 """Ctrl-C (SIGINT) and SIGTERM (scancel, a stopping process pool) as one exception, `Interrupted`.
 
 Inside `interruptible()` a signal raises `Interrupted` where the code is, as Ctrl-C raises KeyboardInterrupt.
-A training loop that keeps resume states marks itself with `stop_at_boundary()`: there the first signal only
-asks it to stop, and the loop keeps its state at the end of the step or epoch under way before it raises, so a
-stopped job loses no work (a second signal raises at once). No torch here: the CLI imports this before any
+A loop that keeps resume states (training, sampling) marks itself with `stop_at_boundary()`: there the first
+signal only asks it to stop, and the loop keeps its state at the end of the step, epoch or batch under way before
+it raises, so a stopped job loses no work (a second signal raises at once). No torch here: the CLI imports this before any
 stage.
 """
 
@@ -30,8 +30,8 @@ def _on_signal(signum, frame):
     if _boundaries and _pending is None:
         _pending = signum
         # os.write, not print: a handler that prints while the code it interrupted prints is a reentrant call
-        os.write(2, f"\n{signal.Signals(signum).name}: stopping at the end of this step or epoch, its resume "
-                    "state kept (again to stop at once)\n".encode())
+        os.write(2, f"\n{signal.Signals(signum).name}: stopping at the end of this step, epoch or batch, "
+                    "its resume state kept (again to stop at once)\n".encode())
         return
     raise Interrupted(signum)
 

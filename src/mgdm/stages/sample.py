@@ -17,6 +17,7 @@ from mgdm.diffusion.train import load_ddpm, model_normalization
 from mgdm.diffusion.unet import ddim_schedulers
 from mgdm.files import read_json, write_image_grid, write_json, write_npz
 from mgdm.guidance.train import load_guidance_net
+from mgdm.interrupts import stop, stop_at_boundary, stop_requested
 from mgdm.data.splits import Dataset
 from mgdm.sampling.ddim import ddim, mgdm_two_stage
 from mgdm.sampling.models import guidance_model
@@ -57,8 +58,8 @@ def run(ddpm_path: str | Path, guidance_path: str | Path, set_name: str, cfg: Sa
     """Write the set's .npz (uint8 images, labels, per-image metadata) and PNG grid; return metrics.
 
     Each finished batch is kept as a shard beside the output until the set is complete, so a killed job
-    resumes at its next batch; every batch draws from its own seeded generators, so a resumed set is
-    bit-identical to an unbroken one.
+    resumes at its next batch (a signalled one stops after the batch under way); every batch draws from its own
+    seeded generators, so a resumed set is bit-identical to an unbroken one.
     """
     guidance, scale = parse_set_name(set_name)
     unet, ddpm_cfg = load_ddpm(ddpm_path, device)
@@ -75,16 +76,19 @@ def run(ddpm_path: str | Path, guidance_path: str | Path, set_name: str, cfg: Sa
                                     "guidance_net": file_digest(guidance_path)})
     t0 = time.time()
     starts = range(0, len(labels), cfg.batch_size)
-    for b, i in enumerate(tqdm(starts, desc=f"sample {set_name}", disable=not progress)):
-        if shards.has(b):
-            continue
-        batch_seed = seed * 1_000_003 + b
-        g = torch.Generator().manual_seed(batch_seed)  # DDIM noise when eta > 0
-        torch.manual_seed(batch_seed)  # MC-dropout masks (bald) draw from the global generator
-        y = torch.from_numpy(labels[i:i + cfg.batch_size]).to(device)
-        x = sample_batch(unet, guidance_net, noise[i:i + cfg.batch_size].to(device), y, guidance, scale, cfg,
-                         ddpm_cfg["null_label"], sampler, inverter, g)
-        shards.write(b, norm.decode(x))
+    with stop_at_boundary():  # Ctrl-C or SIGTERM: the batch under way is finished and kept, then stop
+        for b, i in enumerate(tqdm(starts, desc=f"sample {set_name}", disable=not progress)):
+            if shards.has(b):
+                continue
+            batch_seed = seed * 1_000_003 + b
+            g = torch.Generator().manual_seed(batch_seed)  # DDIM noise when eta > 0
+            torch.manual_seed(batch_seed)  # MC-dropout masks (bald) draw from the global generator
+            y = torch.from_numpy(labels[i:i + cfg.batch_size]).to(device)
+            x = sample_batch(unet, guidance_net, noise[i:i + cfg.batch_size].to(device), y, guidance, scale, cfg,
+                             ddpm_cfg["null_label"], sampler, inverter, g)
+            shards.write(b, norm.decode(x))
+            if stop_requested() and b + 1 < len(starts):
+                stop(f"batch {b + 1} of {len(starts)}")
     images, wall = np.concatenate([shards.read(b) for b in range(len(starts))]), time.time() - t0
     n = len(labels)
     write_npz(out_npz, images=images, labels=labels.astype(np.int64), guidance=np.full(n, guidance),
