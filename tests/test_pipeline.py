@@ -215,6 +215,10 @@ def test_plan_prints_every_stage_and_a_total():
     stages = Plan(load(ROOT / "params.yaml", "cpu")).stages
     assert all(stage in res.stdout for stage in stages) and "total: about" in res.stdout
     assert "train_group" not in res.stdout  # cpu trains one job per run
+    assert "job time (on CPU cores)" in res.stdout and "measures the card" not in res.stdout
+    gpu = run(["mgdm", "plan", "--profile", "paper-downstream"], ROOT).stdout  # CPU unit costs price no card
+    assert "device cuda: the minutes here are what CPU cores would take; `mgdm benchmark --profile " \
+           "paper-downstream --device cuda` measures the card" in gpu
 
 
 def test_plan_schedules_the_jobs_as_snakemake_starts_them():

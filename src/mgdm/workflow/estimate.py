@@ -229,7 +229,10 @@ def estimate(plan: Plan, data_dir: str | None = None, cores: int = 2) -> str:
             lines.append(f"{stage:<22}{totals[stage][0]:>6}{totals[stage][1] / 60:>14.1f}")
     total = sum(t[1] for t in totals.values())
     wall = makespan(jobs, cores)
-    lines += [""] + notes + [f"total: about {total / 60:.0f} min of job time (device {p.device}), about "
+    if p.device != "cpu":  # the unit costs are CPU measurements: they price no card
+        notes.append(f"device {p.device}: the minutes here are what CPU cores would take; `mgdm benchmark --profile "
+                     f"{plan.profile} --device {p.device}` measures the card and prices its downstream grid")
+    lines += [""] + notes + [f"total: about {total / 60:.0f} min of job time (on CPU cores), about "
                              f"{wall / 60:.0f} min of wall clock with --cores {cores} (the jobs scheduled as "
                              "Snakemake starts them: by priority, each when what it reads is made)"]
     return "\n".join(lines)
