@@ -63,6 +63,23 @@ class LinearClassifier(torch.nn.Module):
         return 4 * torch.nn.functional.dropout(x0, self.dropout, mc_dropout) @ self.w.T
 
 
+def signal_at_call(monkeypatch, module, name: str, n: int, signum=None) -> list:
+    """Replace `module.name` so that its n-th call first raises `signum` (SIGTERM) in this process, as a
+    scancel landing mid-step would; returns the list its calls are counted in."""
+    import signal
+
+    real, calls = getattr(module, name), []
+
+    def signalled(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            signal.raise_signal(signum or signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, signalled)
+    return calls
+
+
 def mgdm_env() -> dict:
     """The environment for running the CLI and workflow managers from this venv."""
     env = dict(os.environ)

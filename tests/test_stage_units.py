@@ -12,7 +12,7 @@ from mgdm.classifiers.zoo import create_network
 from mgdm.config import AnalysisConfig, FidelityConfig, SamplingConfig
 from mgdm.files import save_model, write_npz
 
-from conftest import discs_dataset
+from conftest import discs_dataset, signal_at_call
 
 
 @pytest.fixture(scope="module")
@@ -212,15 +212,7 @@ def test_a_signal_stops_sampling_after_the_batch_under_way_and_the_rerun_ends_th
             return metrics, {k: f[k] for k in f.files}
 
     unbroken = sample("a")[1]
-    batch, calls = stage.sample_batch, []
-
-    def signalled(*args):
-        calls.append(1)
-        if len(calls) == 2:
-            signal.raise_signal(signal.SIGTERM)
-        return batch(*args)
-
-    monkeypatch.setattr(stage, "sample_batch", signalled)
+    calls = signal_at_call(monkeypatch, stage, "sample_batch", 2)
     with pytest.raises(Interrupted) as stopped, interruptible():
         sample("b")
     assert (stopped.value.signum, stopped.value.where) == (signal.SIGTERM, "batch 2 of 3") and len(calls) == 2

@@ -12,7 +12,7 @@ from mgdm.data.splits import DataError
 from mgdm.diffusion import train as ddpm_train
 from mgdm.files import read_training_info, save_training_state, write_npz
 
-from conftest import discs_dataset
+from conftest import discs_dataset, signal_at_call
 
 CFG = dict(channels=[8, 16], layers_per_block=1, attention=False, steps=6, batch_size=8, lr=1e-3,
            ema_decay=0.9, label_dropout=0.2, checkpoint_every=3)
@@ -187,15 +187,8 @@ def test_a_signal_stops_ddpm_training_at_a_loss_windows_end_with_the_state_kept(
 
     cfg = DDPMConfig(**{**CFG, "steps": 30, "checkpoint_every": 30})
     unbroken = ddpm_train.train_ddpm(discs, cfg, tmp_path / "a" / "model.safetensors", progress=False)
-    loss, calls = ddpm_train.diffusion_loss, []
-
-    def signalled(*args):
-        calls.append(1)
-        if len(calls) == 13:
-            signal.raise_signal(signal.SIGTERM)
-        return loss(*args)
-
-    monkeypatch.setattr(ddpm_train, "diffusion_loss", signalled)
+    loss = ddpm_train.diffusion_loss
+    calls = signal_at_call(monkeypatch, ddpm_train, "diffusion_loss", 13)
     with pytest.raises(Interrupted) as stopped, interruptible():
         ddpm_train.train_ddpm(discs, cfg, tmp_path / "b" / "model.safetensors", progress=False)
     assert (stopped.value.signum, stopped.value.where) == (signal.SIGTERM, "step 20 of 30") and len(calls) == 20
