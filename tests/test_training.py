@@ -177,10 +177,10 @@ def test_loading_a_resume_state_clears_what_a_kill_mid_write_left_beside_it(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == others == ["seed0.resume.json", "seed0.resume.safetensors"]
 
 
-def test_a_signal_stops_ddpm_training_at_a_loss_windows_end_with_the_state_kept(discs, tmp_path, monkeypatch):
-    """SIGTERM at step 13 of 30, with no state due before the end: the state is kept at step 20 (the end of the
-    10-step loss window under way, so a resumed run averages the same windows) and the job stops; the rerun
-    resumes there and ends with the unbroken run's model and final loss."""
+def test_a_signal_stops_ddpm_training_after_the_step_under_way_with_the_state_kept(discs, tmp_path, monkeypatch):
+    """SIGTERM in step 13 of 30, with no state due before the end: the state is kept after step 13, mid loss
+    window (its open window rides in the state), and the job stops; the rerun resumes there and ends with the
+    unbroken run's model, loss curve and final loss."""
     import signal
 
     from mgdm.interrupts import Interrupted, interruptible
@@ -191,11 +191,12 @@ def test_a_signal_stops_ddpm_training_at_a_loss_windows_end_with_the_state_kept(
     calls = signal_at_call(monkeypatch, ddpm_train, "diffusion_loss", 13)
     with pytest.raises(Interrupted) as stopped, interruptible():
         ddpm_train.train_ddpm(discs, cfg, tmp_path / "b" / "model.safetensors", progress=False)
-    assert (stopped.value.signum, stopped.value.where) == (signal.SIGTERM, "step 20 of 30") and len(calls) == 20
-    assert read_training_info(tmp_path / "b" / "resume.safetensors")["step"] == 20
+    assert (stopped.value.signum, stopped.value.where) == (signal.SIGTERM, "step 13 of 30") and len(calls) == 13
+    assert read_training_info(tmp_path / "b" / "resume.safetensors")["step"] == 13
     monkeypatch.setattr(ddpm_train, "diffusion_loss", loss)
     result = ddpm_train.train_ddpm(discs, cfg, tmp_path / "b" / "model.safetensors", progress=False)
-    assert result["metrics"]["resumed_from"] == 20
+    assert result["metrics"]["resumed_from"] == 13
     assert result["metrics"]["final_loss"] == unbroken["metrics"]["final_loss"]
+    assert result["history"] == unbroken["history"]
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -53,7 +53,6 @@ class LossHistory:
                 bar.set_postfix(loss=f"{self.points[-1][1]:.4f}")
 
     def at_window_end(self, step: int) -> bool:
-        """Whether `step` closes a window: a run resumed from here averages the same windows as an unbroken one."""
         return (step + 1) % self.every == 0
 
     def state(self) -> dict:

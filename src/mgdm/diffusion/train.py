@@ -83,7 +83,7 @@ def train_ddpm(dataset: Dataset, cfg: DDPMConfig, out_path: str | Path, seed: in
     losses, t0 = LossHistory(state=info.get("losses")), time.time() - info.get("train_s", 0.0)
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train_ddpm", disable=not progress)
     weights = draw_weights(labels, cfg.class_balanced)
-    with stop_at_boundary():  # Ctrl-C or SIGTERM: the state at the next loss window's end is kept, then stop
+    with stop_at_boundary():  # Ctrl-C or SIGTERM: the state after the step under way is kept, then stop
         for step in bar:
             # everything random in the step from one generator on the device, in a fixed order: no host sync
             g = batch_generator(seed, step, device)
@@ -111,7 +111,7 @@ def train_ddpm(dataset: Dataset, cfg: DDPMConfig, out_path: str | Path, seed: in
                     probes.setdefault(k, []).append((step + 1, v))
                 bar.set_postfix(loss=f"{losses.final:.4f}",
                                 fid=f"{probes.get('probe_fid', [(0, float('nan'))])[-1][1]:.1f}")
-            stopping = losses.at_window_end(step) and not last and stop_requested()
+            stopping = not last and stop_requested()
             if (step + 1) % cfg.checkpoint_every == 0 or last or stopping:
                 save_training_state(resume_path, step + 1, {"unet": unet, "ema": ema}, opt, meta,
                                     {"probes": probes, "losses": losses.state(), "train_s": time.time() - t0})

@@ -60,7 +60,7 @@ def train_guidance_net(dataset: Dataset, cfg: GuidanceNetConfig, ddpm_cfg: DDPMC
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train_guidance_net",
                disable=not progress)
     weights = draw_weights(labels, cfg.class_balanced)
-    with stop_at_boundary():  # Ctrl-C or SIGTERM: the state at the next loss window's end is kept, then stop
+    with stop_at_boundary():  # Ctrl-C or SIGTERM: the state after the step under way is kept, then stop
         for step in bar:
             # everything random in the step from one generator on the device, in a fixed order: no host sync
             g = batch_generator(seed, step, device)
@@ -74,7 +74,7 @@ def train_guidance_net(dataset: Dataset, cfg: GuidanceNetConfig, ddpm_cfg: DDPMC
             opt.step()
             last = step + 1 == cfg.steps
             losses.add(step, loss, last, bar)
-            stopping = losses.at_window_end(step) and not last and stop_requested()
+            stopping = not last and stop_requested()
             if (step + 1) % cfg.checkpoint_every == 0 or last or stopping:
                 save_training_state(resume_path, step + 1, {"net": net}, opt, meta,
                                     {"losses": losses.state(), "train_s": time.time() - t0})
