@@ -371,3 +371,31 @@ def test_a_tracking_server_on_tls_is_asked_with_the_tls_settings_mlflow_honours(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_failure_after_sampling_keeps_the_finished_batches_for_the_rerun(smoke_dag, tmp_path, monkeypatch):
+    """MLflow gone when a `sample` job records its set: the job fails and removes its outputs, but the finished
+    batches stay until a job is recorded, so the rerun draws none of them again (before, they went with the set)."""
+    from mgdm.cli import main
+    from mgdm.files import read_json
+    from mgdm.workflow import runner
+
+    workdir = finished_copy(smoke_dag, tmp_path / "w")
+    monkeypatch.chdir(workdir)
+    samples = workdir / "results/smoke/discs/samples"
+    args = ["sample", "--profile", "smoke", "--dataset", "discs", "--set", "none", "--no-mlflow", "--no-progress",
+            "--threads", "1"]
+    record = runner._finish
+
+    def tracking_gone(*args, **kwargs):
+        raise ConnectionError("MLflow at http://127.0.0.1:5000: connection refused")
+
+    monkeypatch.setattr(runner, "_finish", tracking_gone)
+    with pytest.raises(ConnectionError):
+        main(args)
+    batches = sorted((samples / ".none.shards").glob("batch*.npz"))
+    assert batches and not (samples / "none.npz").exists() and not (samples / "none.json").exists()
+    monkeypatch.setattr(runner, "_finish", record)
+    assert main(args) == 0
+    assert read_json(samples / "none.json")["resumed_batches"] == len(batches)
+    assert not (samples / ".none.shards").exists()  # recorded: the batches go

@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,12 +55,13 @@ def file_digest(path: str | Path) -> str:
 
 def run(ddpm_path: str | Path, guidance_path: str | Path, set_name: str, cfg: SamplingConfig,
         train_counts: list[int], out_npz: str | Path, out_png: str | Path, device: str = "cpu",
-        progress: bool = True) -> dict:
+        progress: bool = True, keep_shards: bool = False) -> dict:
     """Write the set's .npz (uint8 images, labels, per-image metadata) and PNG grid; return metrics.
 
     Each finished batch is kept as a shard beside the output until the set is complete, so a killed job
     resumes at its next batch (a signalled one stops after the batch under way); every batch draws from its own
-    seeded generators, so a resumed set is bit-identical to an unbroken one.
+    seeded generators, so a resumed set is bit-identical to an unbroken one. `keep_shards`: leave them for the
+    caller to remove (`shard_folder`) once the set is recorded.
     """
     guidance, scale = parse_set_name(set_name)
     unet, ddpm_cfg = load_ddpm(ddpm_path, device)
@@ -95,9 +97,15 @@ def run(ddpm_path: str | Path, guidance_path: str | Path, set_name: str, cfg: Sa
               scale=np.full(n, scale, np.float32), source_index=np.arange(n), ddim_steps=np.full(n, cfg.ddim_steps),
               stage1=np.full(n, cfg.mgdm.stage1 if guidance == "mgdm" else ""))
     write_image_grid(out_png, images, labels)
-    shards.remove()
+    if not keep_shards:
+        shards.remove()
     return {"metrics": {"n_images": n, "sample_s": wall, "images_per_s": n / wall, "resumed_batches": shards.resumed},
             "params": {"guidance": guidance, "scale": scale}}
+
+
+def shard_folder(out_npz: str | Path) -> Path:
+    """The hidden folder a set's finished batches are kept in, beside the set."""
+    return Path(out_npz).with_name(f".{Path(out_npz).stem}.shards")
 
 
 class Shards:
@@ -108,7 +116,7 @@ class Shards:
     """
 
     def __init__(self, out: Path, key: dict):
-        self.dir = out.with_name(f".{out.stem}.shards")
+        self.dir = shard_folder(out)
         self.resumed = 0
         key_file = self.dir / "key.json"
         if self.dir.exists() and (not key_file.exists() or read_json(key_file) != json.loads(json.dumps(key))):
@@ -141,5 +149,8 @@ def main(config, plan, a) -> StageResult:
     ddpm = plan.paths("train_ddpm", dataset=a.dataset)["model.safetensors"]
     guidance = plan.paths("train_guidance_net", dataset=a.dataset)["model.safetensors"]
     result = run(ddpm, guidance, a.set, config.profile.sampling, counts, out[f"{a.set}.npz"], out[f"{a.set}.png"],
-                 config.profile.device, a.progress)
-    return StageResult.of(result, [out[f"{a.set}.png"]])
+                 config.profile.device, a.progress, keep_shards=True)
+    # the batches stay until the job is recorded: a failure after the set (MLflow gone) keeps them for the rerun
+    shards = shard_folder(out[f"{a.set}.npz"])
+    return replace(StageResult.of(result, [out[f"{a.set}.png"]]),
+                   recorded=lambda: shutil.rmtree(shards, ignore_errors=True))

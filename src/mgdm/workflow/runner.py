@@ -144,6 +144,8 @@ def run_stage(stage: str, a: argparse.Namespace) -> int:
             remove_temporaries(outputs)
             result = importlib.import_module(STAGES[stage].module).main(config, plan, a)
             _finish(stage, a, config, plan, wildcards, result, start, time.time() - start)
+            if result.recorded is not None:
+                result.recorded()
     except BaseException as err:
         return _fail(err, stage, outputs, made)
     return 0
