@@ -3,8 +3,8 @@
 Inside `interruptible()` a signal raises `Interrupted` where the code is, as Ctrl-C raises KeyboardInterrupt.
 A loop that keeps resume states (training, sampling) marks itself with `stop_at_boundary()`: there the first
 signal only asks it to stop, and the loop keeps its state at the end of the step, epoch or batch under way before
-it raises, so a stopped job loses no work (a second signal raises at once). No torch here: the CLI imports this before any
-stage.
+it raises, so a stopped job loses no work (a second signal raises at once). No torch here: the CLI imports this
+before any stage.
 """
 
 from __future__ import annotations

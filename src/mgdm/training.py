@@ -46,14 +46,11 @@ class LossHistory:
 
     def add(self, step: int, loss: torch.Tensor, last: bool, bar=None) -> None:
         self._window.append(loss.detach().double())
-        if self.at_window_end(step) or last:
+        if (step + 1) % self.every == 0 or last:
             self.points.append((step + 1, float(sum(self._window) / len(self._window))))
             self._window = []
             if bar is not None:
                 bar.set_postfix(loss=f"{self.points[-1][1]:.4f}")
-
-    def at_window_end(self, step: int) -> bool:
-        return (step + 1) % self.every == 0
 
     def state(self) -> dict:
         """The closed windows and the open one's losses as host numbers (read when a resume state is written)."""
